@@ -1,0 +1,67 @@
+# shellcheck shell=bash disable=SC2034
+# Recipe of the UML guest: Debian 12 with systemd, Docker, IPVS/ARP tools and a pytest venv,
+# reached from the host over ssh on the link-local tap. Sourced by scripts/lab after
+# common.recipe.sh.
+
+GUEST_PACKAGES=systemd,systemd-sysv,dbus,udev,openssh-server,iproute2,iptables,arptables,ipvsadm,docker.io,kmod,procps,ca-certificates,python3,python3-venv,curl,psmisc
+# Kernel modules the lab needs loaded at boot (the UML kernel has them as modules).
+GUEST_MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_lblc ip_vs_lblcr ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_twos arp_tables arptable_filter arpt_mangle veth bridge br_netfilter overlay nf_conntrack"
+GUEST_VENV=/opt/lab-venv
+GUEST_DISK_SIZE=8G
+
+# build_guest ROOT UML_MODULES_DIR PUBKEY: debootstrap and configure the guest's root.
+build_guest() {
+    local root=$1 moddir=$2 pubkey=$3
+    debootstrap_root "$GUEST_PACKAGES" "$root"
+    configure_debian "$root"
+
+    echo lvslab >"$root/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 lvslab\n' >"$root/etc/hosts"
+    echo '/dev/ubda / ext4 defaults,noatime 0 1' >"$root/etc/fstab"
+
+    mkdir -p "$root/lib/modules"
+    cp -a "$moddir" "$root/lib/modules/"
+    in_root "$root" depmod "$(basename "$moddir")"
+    printf '%s\n' $GUEST_MODULES >"$root/etc/modules-load.d/lab.conf"
+
+    # No default route and no DNS: the guest reaches the outside only through the proxy.
+    cat >"$root/etc/systemd/network/10-eth0.network" <<EOF
+[Match]
+Name=eth0
+[Network]
+Address=$LINK_GUEST_IP/$LINK_PREFIX
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOF
+    : >"$root/etc/resolv.conf"
+    in_root "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1
+
+    # Docker would otherwise give containers public resolvers; the proxy resolves names.
+    mkdir -p "$root/etc/docker"
+    cat >"$root/etc/docker/daemon.json" <<EOF
+{"dns": ["$LINK_HOST_IP"], "log-driver": "local", "storage-driver": "overlay2"}
+EOF
+
+    install -d -m 0700 "$root/root/.ssh"
+    install -m 0600 "$pubkey" "$root/root/.ssh/authorized_keys"
+    cat >"$root/etc/ssh/sshd_config.d/lab.conf" <<EOF
+PasswordAuthentication no
+PermitRootLogin prohibit-password
+UseDNS no
+EOF
+
+    # Units that only slow a throwaway guest down.
+    in_root "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+        e2scrub_reap.service fstrim.timer getty@tty1.service serial-getty@ttyS0.service \
+        systemd-timesyncd.service >/dev/null 2>&1
+
+    # The venv that `scripts/lab run` puts first on PATH, for pytest sessions in the guest.
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    in_root "$root" python3 -m venv "$GUEST_VENV"
+    # The build runs on the host's network, before the proxy exists: skip /etc/pip.conf.
+    in_root "$root" env PIP_CONFIG_FILE=/dev/null PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$GUEST_VENV/bin/pip" install --quiet --no-cache-dir -r /dev/stdin \
+        <"$LAB_D/guest-requirements.txt"
+    : >"$root/etc/resolv.conf"
+}
