@@ -21,6 +21,7 @@ NO_PROXY_LIST=localhost,127.0.0.1,::1,169.254.0.0/16,172.16.0.0/12,.lab
 # It runs in a mount namespace of its own so an interrupted run leaves no mounts behind.
 debootstrap_root() {
     local packages=$1 root=$2
+    mkdir -p "$CACHE/debs"
     unshare --mount --propagation private \
         debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$packages" \
         "$SUITE" "$root" "$MIRROR" >"$root.debootstrap.log" 2>&1 \

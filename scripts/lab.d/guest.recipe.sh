@@ -4,8 +4,9 @@
 # common.recipe.sh.
 
 GUEST_PACKAGES=systemd,systemd-sysv,dbus,udev,openssh-server,iproute2,iptables,arptables,ipvsadm,docker.io,kmod,procps,ca-certificates,python3,python3-venv,curl,psmisc
-# Kernel modules the lab needs loaded at boot (the UML kernel has them as modules).
-GUEST_MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_lblc ip_vs_lblcr ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_twos arp_tables arptable_filter arpt_mangle veth bridge br_netfilter overlay nf_conntrack"
+# Kernel modules the lab needs loaded at boot (the UML kernel has them as modules; its 6.1
+# has no ip_vs_twos, which came with 6.2).
+GUEST_MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_lblc ip_vs_lblcr ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_pe_sip arp_tables arptable_filter arpt_mangle veth bridge br_netfilter overlay nf_conntrack"
 GUEST_VENV=/opt/lab-venv
 GUEST_DISK_SIZE=8G
 
@@ -29,9 +30,13 @@ build_guest() {
 [Match]
 Name=eth0
 [Network]
-Address=$LINK_GUEST_IP/$LINK_PREFIX
 LinkLocalAddressing=no
 IPv6AcceptRA=no
+# Scope global: the kernel gives 169.254/16 link scope, and Docker's MASQUERADE then
+# picks another interface's address for the containers' traffic to the proxy.
+[Address]
+Address=$LINK_GUEST_IP/$LINK_PREFIX
+Scope=global
 EOF
     : >"$root/etc/resolv.conf"
     in_root "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1

@@ -1,0 +1,51 @@
+"""`scripts/lab up` refuses a host it cannot work on with a message that names what is
+missing, and changes nothing: the running lab stays up, with its tap device."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .conftest import LAB, lab
+
+# Each case: a shell prelude run in a private mount namespace (so its bind mounts vanish
+# with it), the environment, and what the message must say.
+CASES = {
+    "not root": ("exec setpriv --reuid=65534 --regid=65534 --clear-groups", {}, "must run as root"),
+    "bad LAB_ENGINE": ("", {"LAB_ENGINE": "qemu"}, "LAB_ENGINE must be auto, uml or local, not 'qemu'"),
+    "no /dev/net/tun": (
+        "touch /tmp/lab-no-tun && mount --bind /tmp/lab-no-tun /dev/net/tun &&",
+        {"LAB_ENGINE": "uml"},
+        "/dev/net/tun is missing",
+    ),
+    "too little disk": (
+        "mkdir -p /tmp/lab-small && mount -t tmpfs -o size=1m none /tmp/lab-small &&",
+        {"LAB_ENGINE": "uml", "LAB_CACHE": "/tmp/lab-small"},
+        "GiB free under /tmp/lab-small; the lab needs 8 GiB",
+    ),
+    "host package missing": (
+        # An empty dpkg database: every host package looks missing.
+        "mount --bind /dev/null /var/lib/dpkg/status &&",
+        {"LAB_NO_INSTALL": "1"},
+        "missing host packages: user-mode-linux debootstrap tinyproxy",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_up_refuses_with_a_clear_message_and_changes_nothing(lab_env: dict[str, str], case: str) -> None:
+    prelude, env, message = CASES[case]
+    env_args = [f"{k}={v}" for k, v in env.items()]
+    script = f'{prelude} env {" ".join(env_args)} "$0" up'
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(LAB)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0, result
+    assert message in result.stderr, result.stderr
+    assert lab("status").returncode == 0, "the running lab was disturbed"
+    assert subprocess.run(["ip", "link", "show", "lvslab0"], capture_output=True, check=False).returncode == 0

@@ -1,0 +1,104 @@
+"""The lab exposes its engine only as an owner-only unix socket, and reaches out only
+through its proxy, which serves the guest alone."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import in_container, lab, must
+
+HOST_LINK = "169.254.77.1"
+GUEST_LINK = "169.254.77.2"
+PROXY_PORT = 8888
+
+
+def lab_pids(run_dir: Path) -> set[int]:
+    """Every host process of the lab: UML's process group, the proxy, the ssh forwarder."""
+    pids = set()
+    for pidfile in ("uml.pid", "tinyproxy.pid"):
+        leader = int((run_dir / pidfile).read_text())
+        out = subprocess.run(["pgrep", "-g", str(leader)], capture_output=True, text=True, check=False).stdout
+        pids |= {leader, *map(int, out.split())}
+    check = subprocess.run(
+        ["ssh", "-F", str(run_dir / "ssh_config"), "-O", "check", "lab"], capture_output=True, text=True, check=False
+    )
+    pids.add(int(check.stderr.split("pid=")[1].split(")")[0]))
+    return pids
+
+
+def test_docker_socket_is_owner_only(lab_env: dict[str, str]) -> None:
+    host = lab_env["DOCKER_HOST"]
+    assert host.startswith("unix://"), host
+    st = os.stat(host.removeprefix("unix://"))
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid(), oct(st.st_mode)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(host.removeprefix("unix://"))
+        s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+        assert s.recv(64).startswith(b"HTTP/1.0 200"), "the engine does not answer on its socket"
+
+
+def test_lab_listens_on_no_host_tcp_port_but_the_proxy(run_dir: Path) -> None:
+    pids = lab_pids(run_dir)
+    out = must_run(["ss", "-Hltnup"])
+    listeners = []
+    for line in out.splitlines():
+        owners = {int(p) for p in _pids_in(line)}
+        if owners & pids:
+            listeners.append(line.split()[4])
+    assert listeners == [f"{HOST_LINK}:{PROXY_PORT}"], f"lab listeners on the host: {listeners}"
+
+
+def test_engine_is_not_on_any_guest_tcp_port(lab_env: dict[str, str]) -> None:
+    out = must(lab("run", "--", "ss", "-Hltnp"))
+    # containerd's stream server listens on loopback, which is allowed; nothing else.
+    exposed = [
+        ln.split()[3]
+        for ln in out.splitlines()
+        if ("dockerd" in ln or "containerd" in ln) and not ipaddress.ip_address(ln.split()[3].rsplit(":", 1)[0].strip("[]")).is_loopback
+    ]
+    assert exposed == [], f"the engine listens on {exposed}"
+    for port in (2375, 2376):
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.settimeout(5)
+            s.connect((GUEST_LINK, port))
+
+
+def test_link_is_link_local_and_guest_has_no_route_out(lab_env: dict[str, str]) -> None:
+    for addr in (HOST_LINK, GUEST_LINK):
+        assert ipaddress.ip_address(addr).is_link_local
+    assert must(lab("run", "--", "ip", "route", "show", "default")).strip() == ""
+
+
+def test_proxy_refuses_all_but_the_guest(lab_env: dict[str, str]) -> None:
+    # From the host's own link address: tinyproxy answers 403, and forwards nothing.
+    with socket.create_connection((HOST_LINK, PROXY_PORT), timeout=10, source_address=(HOST_LINK, 0)) as s:
+        s.sendall(b"GET http://deb.debian.org/debian/ HTTP/1.0\r\n\r\n")
+        assert s.recv(64).split()[1] == b"403"
+    # Not on loopback at all.
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", PROXY_PORT))
+
+
+def test_pip_in_guest_and_curl_in_container_work_through_the_proxy(lab_env: dict[str, str]) -> None:
+    must(lab("run", "--", "pip", "download", "--no-deps", "-q", "-d", "/tmp/lab-pip-check", "pyroute2==0.9.7"))
+    # A login shell in a container gets the proxy settings and the host's CA trust.
+    code = must(
+        in_container("client", "sh -lc 'curl -fsS -o /dev/null -w %{http_code} https://pypi.org/simple/pyroute2/'")
+    )
+    assert code.strip() == "200"
+
+
+def must_run(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def _pids_in(ss_line: str) -> list[str]:
+    return [part.split(",")[0] for part in ss_line.split("pid=")[1:]]
