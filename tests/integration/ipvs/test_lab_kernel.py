@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from .conftest import run
+from ..conftest import run
 
 # What kernel 6.1 (the lab's) ships; "twos" came with 6.2.
 SCHEDULERS = ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"]

@@ -1,0 +1,52 @@
+"""The collection builds, installs, and every module's documentation renders, as a user
+would meet them: `ansible-galaxy collection build/install` and `ansible-doc lvs.dr.<name>`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODULES = sorted(p.stem for p in (PROJECT / "plugins" / "modules").glob("*.py"))
+
+
+def ansible(tool: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    assert result.returncode == 0, f"{tool} {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    build = tmp_path_factory.mktemp("build")
+    ansible("ansible-galaxy", "collection", "build", "--output-path", str(build), str(PROJECT))
+    [tarball] = build.glob("lvs-dr-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    # build_ignore keeps the lab, the tests and CI out of what users install.
+    assert not [n for n in names if n.split("/")[0] in ("tests", "scripts", ".ci", "molecule", "inventories", ".venv", "build")], names
+    collections = tmp_path_factory.mktemp("collections")
+    ansible("ansible-galaxy", "collection", "install", "--collections-path", str(collections), str(tarball))
+    return {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections)}
+
+
+def test_every_module_is_installed(installed):
+    assert MODULES == ["arptables_rule", "ipvs_info", "ipvs_real", "ipvs_service"]
+    listed = json.loads(ansible("ansible-doc", "--list", "--json", "lvs.dr", env=installed))
+    assert sorted(listed) == [f"lvs.dr.{m}" for m in MODULES]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_doc_renders(installed, module):
+    doc = json.loads(ansible("ansible-doc", "--json", f"lvs.dr.{module}", env=installed))[f"lvs.dr.{module}"]
+    assert doc["doc"]["short_description"] and doc["examples"] and (doc["return"] or module == "arptables_rule")
+    assert f"lvs.dr.{module}" in doc["examples"]
+    text = ansible("ansible-doc", f"lvs.dr.{module}", env=installed)
+    assert "EXAMPLES" in text

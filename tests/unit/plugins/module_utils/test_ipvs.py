@@ -1,0 +1,224 @@
+"""Unit tests of _ipvs: normalising, validating, diffing and the netlink encoding, with no
+kernel and no root."""
+
+from __future__ import annotations
+
+import pytest
+from pyroute2.netlink.generic.ipvs import ipvsmsg
+
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs as ipvs
+
+SEED = {"protocol": "tcp", "address": "172.25.8.100", "port": 80, "scheduler": "rr"}
+
+
+def service(**params):
+    return ipvs.want_service({**SEED, **params})
+
+
+def real(params, **service_params):
+    return ipvs.want_real(params, service(**service_params))
+
+
+def test_seed_service_normalises_with_ipvsadm_defaults():
+    assert ipvs.want_service({"address": "172.25.8.100", "port": 80}) == {
+        "family": "ipv4", "protocol": "tcp", "address": "172.25.8.100", "port": 80, "fwmark": None,
+        "scheduler": "wlc", "persistent_timeout": 0, "persistent_netmask": 32, "persistence_engine": None,
+        "scheduler_flags": [], "one_packet": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"address": "2001:DB8:0::1", "port": 443}, ("ipv6", "tcp", "2001:db8::1", 443, None)),
+        ({"address": " 172.25.8.100 ", "port": 80, "protocol": "udp"}, ("ipv4", "udp", "172.25.8.100", 80, None)),
+        ({"fwmark": 10}, ("ipv4", None, None, None, 10)),
+        ({"fwmark": 10, "family": "ipv6"}, ("ipv6", None, None, None, 10)),
+    ],
+)
+def test_service_key(params, key):
+    assert ipvs.service_key_from(params) == key
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"address": "172.25.8.300", "port": 80}, "address: '172.25.8.300' is not an IPv4 or IPv6 address"),
+        ({"address": "vip; reboot", "port": 80}, "address: 'vip; reboot' is not"),
+        ({"address": "172.25.8.100", "port": 0}, "port: 0 is out of range; a port is 1 to 65535"),
+        ({"address": "172.25.8.100", "port": 65536}, "port: 65536 is out of range"),
+        ({"fwmark": 0}, "fwmark: 0 is out of range"),
+        ({"fwmark": 2**32}, "fwmark: 4294967296 is out of range"),
+        ({"address": "172.25.8.100", "port": 80, "family": "ipv6"}, "family: ipv6 does not match address"),
+    ],
+)
+def test_bad_service_key_names_the_option(params, message):
+    with pytest.raises(ipvs.IPVSInputError, match="^" + message.split("'")[0]) as err:
+        ipvs.service_key_from(params)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"scheduler": "rr", "scheduler_flags": ["sh-port"]}, "scheduler_flags: sh-port do not apply to scheduler rr"),
+        ({"persistence_engine": "sip"}, "persistence_engine: a persistence engine needs a persistent service"),
+        ({"one_packet": True}, "one_packet: one-packet scheduling applies to UDP"),
+        ({"persistent_timeout": -1}, "persistent_timeout: -1 is out of range"),
+        ({"persistent_timeout": 60, "persistent_netmask": "255.0.255.0"}, "persistent_netmask: '255.0.255.0' is not valid"),
+        ({"persistent_timeout": 60, "persistent_netmask": "33"}, "persistent_netmask: '33' is not valid for an ipv4 service"),
+    ],
+)
+def test_bad_service_options_name_the_option(params, message):
+    with pytest.raises(ipvs.IPVSInputError) as err:
+        service(**params)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "prefix"),
+    [
+        ({"persistent_timeout": 60, "persistent_netmask": "255.255.255.0"}, 24),
+        ({"persistent_timeout": 60, "persistent_netmask": "24"}, 24),
+        ({"persistent_timeout": 60, "persistent_netmask": "/16"}, 16),
+        ({"persistent_timeout": 60}, 32),
+        ({"persistent_timeout": 0, "persistent_netmask": "24"}, 32),  # not persistent: the mask means nothing
+        ({"persistent_timeout": 60, "persistent_netmask": "64", "address": "2001:db8::1"}, 64),
+    ],
+)
+def test_persistent_netmask_becomes_a_prefix_length(params, prefix):
+    assert service(**params)["persistent_netmask"] == prefix
+
+
+def test_scheduler_flags_are_a_sorted_set():
+    assert service(scheduler="sh", scheduler_flags=["sh-port", "sh-fallback", "sh-port"])["scheduler_flags"] == ["sh-fallback", "sh-port"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"address": "172.25.8.2"}, {"port": 80, "forwarding_method": "dr", "weight": 1}),
+        ({"address": "172.25.8.2", "forwarding_method": "gatewaying"}, {"forwarding_method": "dr"}),
+        ({"address": "172.25.8.2", "forwarding_method": "route"}, {"forwarding_method": "dr"}),
+        ({"address": "172.25.8.2", "forwarding_method": "masquerading", "port": 8080}, {"forwarding_method": "nat", "port": 8080}),
+        ({"address": "172.25.8.2", "weight": 0}, {"weight": 0}),
+        ({"address": "172.25.8.2", "forwarding_method": "tunnel"}, {"tunnel_type": "ipip", "tunnel_port": None, "tunnel_checksum": None}),
+        (
+            {"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080},
+            {"tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "nocsum"},
+        ),
+    ],
+)
+def test_real_normalises(params, expected):
+    got = real(params)
+    assert {k: got[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"address": "172.25.8.2", "port": 8080}, "port: dr forwarding does no port mapping"),
+        ({"address": "172.25.8.2", "port": 8080, "forwarding_method": "tunnel"}, "port: tunnel forwarding does no port mapping"),
+        ({"address": "172.25.8.2", "tunnel_type": "gre"}, "tunnel_type: tunnel options need forwarding_method tunnel, not dr"),
+        ({"address": "172.25.8.2", "tunnel_port": 6080, "forwarding_method": "nat"}, "tunnel_port: tunnel options need forwarding_method tunnel"),
+        ({"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue"}, "tunnel_port: tunnel_type gue needs"),
+        ({"address": "2001:db8::2"}, "address: 2001:db8::2 is ipv6 but the service is ipv4"),
+        ({"address": "172.25.8.2", "weight": -1}, "weight: -1 is out of range"),
+        ({"address": "172.25.8.2", "weight": 2**31}, "weight: 2147483648 is out of range"),
+        ({"address": "172.25.8.2", "upper_threshold": 10, "lower_threshold": 20}, "lower_threshold: 20 is above upper_threshold 10"),
+        ({"address": "172.25.8.2", "upper_threshold": -5}, "upper_threshold: -5 is out of range"),
+        ({"address": "172.25.8.2", "port": 70000, "forwarding_method": "nat"}, "port: 70000 is out of range"),
+    ],
+)
+def test_bad_real_options_name_the_option(params, message):
+    with pytest.raises(ipvs.IPVSInputError) as err:
+        real(params)
+    assert message in str(err.value)
+
+
+# What SaltStack's substring matching of `ipvsadm -S` gets wrong: these all differ.
+@pytest.mark.parametrize(
+    ("before", "after", "fields"),
+    [
+        (service(scheduler="lblc"), service(scheduler="lblcr"), ["scheduler"]),
+        (real({"address": "172.25.8.2", "weight": 1}), real({"address": "172.25.8.2", "weight": 10}), ["weight"]),
+        (real({"address": "172.25.8.2", "weight": 1}), real({"address": "172.25.8.2", "weight": 0}), ["weight"]),
+        (service(), service(), []),
+        (None, service(), sorted(service())),
+    ],
+)
+def test_diff_compares_field_by_field(before, after, fields):
+    assert ipvs.diff_entry(before, after) == fields
+
+
+@pytest.mark.parametrize(
+    ("before", "state", "action"),
+    [
+        (None, "present", "add"),
+        (service(), "present", None),
+        (service(scheduler="wlc"), "present", "set"),
+        (service(), "absent", "delete"),
+        (None, "absent", None),
+    ],
+)
+def test_plan_is_one_write_and_never_delete_plus_add(before, state, action):
+    assert ipvs.plan_entry(before, service(), state) == action
+
+
+def _round_trip(attr, nla):
+    msg = ipvsmsg()
+    msg["cmd"] = 4
+    msg["version"] = 1
+    msg["attrs"] = [(attr, nla.dump_nla())]
+    msg.encode()
+    back = ipvsmsg(msg.data)
+    back.decode()
+    return back
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"address": "2001:db8::1", "port": 443, "scheduler": "sh", "scheduler_flags": ["sh-port"], "persistent_timeout": 30, "persistent_netmask": "64"},
+        {"protocol": "udp", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-fallback", "mh-port"], "one_packet": True,
+         "persistent_timeout": 60, "persistence_engine": "sip", "persistent_netmask": "255.255.0.0"},
+    ],
+)
+def test_service_survives_netlink_encoding(params):
+    want = service(**params)
+    got, _stats = ipvs.service_from_message(_round_trip("IPVS_CMD_ATTR_SERVICE", ipvs._service_nla(want)))
+    assert got == want
+
+
+def test_fwmark_service_survives_netlink_encoding():
+    want = ipvs.want_service({"fwmark": 7, "family": "ipv6", "scheduler": "rr"})
+    got, _stats = ipvs.service_from_message(_round_trip("IPVS_CMD_ATTR_SERVICE", ipvs._service_nla(want)))
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"address": "172.25.8.2", "weight": 0, "upper_threshold": 100, "lower_threshold": 50},
+        {"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"},
+        {"address": "172.25.8.2", "forwarding_method": "nat", "port": 8080},
+    ],
+)
+def test_real_survives_netlink_encoding(params):
+    want = real(params)
+    got, counts = ipvs.real_from_message(_round_trip("IPVS_CMD_ATTR_DEST", ipvs._dest_nla(want)))
+    assert got == want
+    assert counts["active_connections"] == counts["inactive_connections"] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        (("ipv4", "tcp", "172.25.8.100", 80, None), "tcp 172.25.8.100:80"),
+        (("ipv6", "udp", "2001:db8::1", 53, None), "udp [2001:db8::1]:53"),
+        (("ipv4", None, None, None, 10), "fwmark 10 (ipv4)"),
+    ],
+)
+def test_describe_service(key, text):
+    assert ipvs.describe_service(key) == text
