@@ -222,3 +222,29 @@ def test_real_survives_netlink_encoding(params):
 )
 def test_describe_service(key, text):
     assert ipvs.describe_service(key) == text
+
+
+class FailJson(Exception):
+    pass
+
+
+class FakeModule:
+    """Only what check_pyroute2 touches: fail_json."""
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+
+def test_missing_pyroute2_names_the_version(monkeypatch):
+    monkeypatch.setattr(ipvs, "HAS_PYROUTE2", False)
+    monkeypatch.setattr(ipvs, "PYROUTE2_IMP_ERR", "ImportError: No module named 'pyroute2'")
+    with pytest.raises(FailJson) as err:
+        ipvs.check_pyroute2(FakeModule())
+    assert "pyroute2>=0.9.5" in err.value.args[0]["msg"]
+
+
+def test_debians_pyroute2_is_too_old(monkeypatch):
+    monkeypatch.setattr(ipvs.pyroute2, "__version__", "0.7.2")
+    with pytest.raises(FailJson) as err:
+        ipvs.check_pyroute2(FakeModule())
+    assert "pyroute2 0.7.2 is too old: its IPVS API needs pyroute2>=0.9.5" in err.value.args[0]["msg"]
