@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
 LAB = PROJECT / "scripts" / "lab"
+VIP = "172.25.8.100"
 
 
 def lab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -51,3 +53,28 @@ def lab_env() -> dict[str, str]:
 def run_dir(lab_env: dict[str, str]) -> Path:
     """The lab's runtime directory (sockets, pid files, logs)."""
     return Path(os.environ.get("LAB_RUN", "/run/lvs-dr-lab"))
+
+
+def get_from_client(count: int, flush_neighbours: bool = False) -> list[str]:
+    """COUNT HTTP requests from the client container to the VIP, each a new connection: who
+    answered each (the real servers' pages name them)."""
+    flush = "ip neigh flush all; " if flush_neighbours else ""
+    script = f"{flush}for i in $(seq {count}); do curl -sS --noproxy '*' --max-time 5 http://{VIP}/ || echo FAILED; done"
+    return must(in_container("client", script)).split()
+
+
+def assert_round_robin(answers: list[str], servers: list[str]) -> None:
+    """Strict alternation over SERVERS, each answering as often."""
+    assert len(set(answers)) == len(servers) and sorted(set(answers)) == sorted(servers), answers
+    assert all(answers[i] != answers[i + 1] for i in range(len(answers) - 1)), f"not strict round robin: {answers}"
+    assert len({answers.count(s) for s in servers}) == 1, f"uneven: {answers}"
+
+
+def client_neighbour_of_vip() -> str:
+    """Flush the client's neighbour table, request the VIP once, and return the MAC the
+    client learnt for the VIP."""
+    get_from_client(1, flush_neighbours=True)
+    neigh = must(in_container("client", f"ip neigh show {VIP}"))
+    match = re.search(r"lladdr ([0-9a-f:]{17})", neigh)
+    assert match, f"no neighbour entry for the VIP: {neigh!r}"
+    return match.group(1)

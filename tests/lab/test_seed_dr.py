@@ -7,15 +7,13 @@ it and never announce it; the client sends real HTTP to the VIP.
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import in_container, lab, must
+from .conftest import VIP, assert_round_robin, client_neighbour_of_vip, get_from_client, in_container, lab, must
 
-VIP = "172.25.8.100"
 REALS = {"rs1": "172.25.8.2", "rs2": "172.25.8.3"}
 APT = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
 
@@ -61,29 +59,14 @@ def seed_dr(lab_env: dict[str, str]) -> dict[str, str]:
     return {"director_mac": mac}
 
 
-def get_from_client(count: int, flush_neighbours: bool = False) -> list[str]:
-    """COUNT HTTP requests from the client to the VIP, each a new connection; who answered."""
-    flush = "ip neigh flush all; " if flush_neighbours else ""
-    script = f"{flush}for i in $(seq {count}); do curl -sS --noproxy '*' --max-time 5 http://{VIP}/ || echo FAILED; done"
-    return must(in_container("client", script)).split()
-
-
 def test_requests_alternate_between_real_servers(seed_dr: dict[str, str]) -> None:
-    answers = get_from_client(10, flush_neighbours=True)
-    assert len(answers) == 10, answers
-    assert sorted(set(answers)) == ["rs1", "rs2"], answers
-    assert all(a != b for a, b in zip(answers, answers[1:], strict=False)), f"not strict round robin: {answers}"
-    assert answers.count("rs1") == answers.count("rs2") == 5, answers
+    assert_round_robin(get_from_client(10, flush_neighbours=True), ["rs1", "rs2"])
 
 
 def test_client_resolves_vip_to_director(seed_dr: dict[str, str]) -> None:
     # The seed's failure: whoever answers ARP for the VIP first wins. Re-ask several times.
     for _ in range(3):
-        get_from_client(1, flush_neighbours=True)
-        neigh = must(in_container("client", f"ip neigh show {VIP}"))
-        match = re.search(r"lladdr ([0-9a-f:]{17})", neigh)
-        assert match, f"no neighbour entry for the VIP: {neigh!r}"
-        assert match.group(1) == seed_dr["director_mac"], f"VIP resolved to {match.group(1)}, not the director"
+        assert client_neighbour_of_vip() == seed_dr["director_mac"], "the VIP resolved to another host than the director"
 
 
 def test_replies_bypass_the_director(seed_dr: dict[str, str]) -> None:
