@@ -17,8 +17,10 @@ BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in (PROJECT / "plugins" / "modules").glob("*.py"))
 
 
-def ansible(tool: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env, cwd=cwd, check=False)
+def ansible(tool: str, *args: str, env: dict[str, str] | None = None) -> str:
+    # Outside the checkout: its ansible.cfg points lvs.dr at the checkout itself, and
+    # ansible-galaxy would then find lvs.dr "already installed" and install nothing.
+    result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env, cwd="/", check=False)
     assert result.returncode == 0, f"{tool} {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -31,7 +33,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     # build_ignore keeps the lab, the tests and CI out of what users install.
-    assert not [n for n in names if n.split("/")[0] in ("tests", "scripts", ".ci", "molecule", "inventories", ".venv", "build")], names
+    assert not [n for n in names if n.split("/")[0] in ("tests", "scripts", ".ci", "molecule", "inventories", ".venv", "build", ".collections", ".ruff_cache")], names
     collections = tmp_path_factory.mktemp("collections")
     ansible("ansible-galaxy", "collection", "install", "--collections-path", str(collections), str(tarball))
     return {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections)}
