@@ -117,6 +117,24 @@ def normalise_netmask(value, family, persistent):
     return prefix
 
 
+def service_identity_options(prefix=""):
+    """The AnsibleModule arguments that name a service, for ipvs_service (prefix "") and
+    ipvs_real (prefix "service_"): the options and how they combine."""
+    address, port = f"{prefix}address", f"{prefix}port"
+    return dict(
+        argument_spec={
+            "protocol": dict(type="str", choices=["tcp", "udp", "sctp"]),
+            address: dict(type="str", aliases=["vip"]),
+            port: dict(type="int"),
+            "fwmark": dict(type="int"),
+            "family": dict(type="str", choices=["ipv4", "ipv6"]),
+        },
+        required_one_of=[(address, "fwmark")],
+        mutually_exclusive=[("fwmark", address), ("fwmark", port), ("fwmark", "protocol")],
+        required_together=[(address, port)],
+    )
+
+
 def service_key_from(params, prefix=""):
     """The identity of a service, from ipvs_service's options (prefix "") or ipvs_real's
     (prefix "service_"): (family, protocol, address, port, fwmark)."""

@@ -183,6 +183,7 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     converge_entry,
     describe_service,
     real_key,
+    service_identity_options,
     service_key_from,
     want_real,
 )
@@ -220,13 +221,10 @@ def drain(module, table, service, before):
 
 
 def main():
+    identity = service_identity_options(prefix="service_")
     module = AnsibleModule(
         argument_spec=dict(
-            protocol=dict(type="str", choices=["tcp", "udp", "sctp"]),
-            service_address=dict(type="str", aliases=["vip"]),
-            service_port=dict(type="int"),
-            fwmark=dict(type="int"),
-            family=dict(type="str", choices=["ipv4", "ipv6"]),
+            identity.pop("argument_spec"),
             address=dict(type="str", required=True, aliases=["rip"]),
             port=dict(type="int"),
             forwarding_method=dict(type="str", choices=["dr", "gatewaying", "route", "nat", "masquerading", "tunnel"], default="dr"),
@@ -239,10 +237,8 @@ def main():
             state=dict(type="str", choices=["present", "absent", "drained"], default="present"),
             drain_timeout=dict(type="int", default=300),
         ),
-        required_one_of=[("service_address", "fwmark")],
-        mutually_exclusive=[("fwmark", "service_address"), ("fwmark", "service_port"), ("fwmark", "protocol")],
-        required_together=[("service_address", "service_port")],
         supports_check_mode=True,
+        **identity,
     )
     try:
         key = service_key_from(module.params, prefix="service_")

@@ -160,19 +160,17 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     IPVSInputError,
     IPVSTable,
     converge_entry,
+    service_identity_options,
     service_key,
     want_service,
 )
 
 
 def main():
+    identity = service_identity_options()
     module = AnsibleModule(
         argument_spec=dict(
-            protocol=dict(type="str", choices=["tcp", "udp", "sctp"]),
-            address=dict(type="str", aliases=["vip"]),
-            port=dict(type="int"),
-            fwmark=dict(type="int"),
-            family=dict(type="str", choices=["ipv4", "ipv6"]),
+            identity.pop("argument_spec"),
             scheduler=dict(type="str", choices=list(SCHEDULERS), default="wlc"),
             persistent_timeout=dict(type="int", default=0),
             persistent_netmask=dict(type="str"),
@@ -181,10 +179,8 @@ def main():
             one_packet=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
-        required_one_of=[("address", "fwmark")],
-        mutually_exclusive=[("fwmark", "address"), ("fwmark", "port"), ("fwmark", "protocol")],
-        required_together=[("address", "port")],
         supports_check_mode=True,
+        **identity,
     )
     try:
         want = want_service(module.params)
