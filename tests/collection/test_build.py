@@ -34,7 +34,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         names = tar.getnames()
     # build_ignore keeps the lab, the tests and CI out of what users install.
     assert not [
-        n for n in names if n.split("/")[0] in ("tests", "scripts", ".ci", "molecule", "inventories", ".venv", "build", ".collections", ".ruff_cache")
+        n for n in names if n.split("/")[0] in ("tests", "scripts", ".ci", ".config", "molecule", "inventories", ".venv", "build", ".collections", ".ruff_cache")
     ], names
     collections = tmp_path_factory.mktemp("collections")
     ansible("ansible-galaxy", "collection", "install", "--collections-path", str(collections), str(tarball))
