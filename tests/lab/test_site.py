@@ -1,5 +1,6 @@
-"""playbooks/site.yml on the lab's seed topology, as the README runs it: it converges, a
-second run changes nothing, and the client sees round robin through the director."""
+"""playbooks/site.yml on the lab's seed topology, as the README runs it: it converges and the
+client sees round robin through the director. That a second run changes nothing is checked by
+molecule/default's idempotence step on the same playbook (one run here keeps CI in budget)."""
 
 from __future__ import annotations
 
@@ -30,14 +31,12 @@ def site(lab_env: dict[str, str]) -> tuple[str, dict[str, dict[str, int]]]:
 @pytest.fixture(scope="module")
 def converged(lab_env: dict[str, str]) -> dict[str, dict[str, int]]:
     must(lab("reset"))
-    _out, first = site(lab_env)
-    assert set(first) == {"director", "rs1", "rs2"} and all(c["changed"] > 0 for c in first.values()), first
-    _out, second = site(lab_env)
-    return second
+    _out, recap = site(lab_env)
+    return recap
 
 
-def test_second_run_changes_nothing(converged):
-    assert {host: counts["changed"] for host, counts in converged.items()} == {"director": 0, "rs1": 0, "rs2": 0}
+def test_first_run_changes_every_host(converged):
+    assert set(converged) == {"director", "rs1", "rs2"} and all(c["changed"] > 0 for c in converged.values()), converged
 
 
 def test_client_sees_round_robin(converged):
