@@ -12,7 +12,6 @@ import base64
 import os
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +108,12 @@ class Topology:
         subprocess.run(["docker", "restart", *names], check=True, capture_output=True, text=True)
         for name in names:
             assert self.started_at(name) != started[name], f"{name} did not restart"
-            state = self.host(name).run("timeout 120 systemctl is-system-running --wait").stdout.strip()
-            assert state in ("running", "degraded"), f"{name}: systemd is {state!r} after the restart"
+            self.wait_booted(name)
+
+    def wait_booted(self, name):
+        """Wait for systemd in a container to finish booting (ansible and checks need it done)."""
+        state = self.host(name).run("timeout 120 systemctl is-system-running --wait").stdout.strip()
+        assert state in ("running", "degraded"), f"{name}: systemd is {state!r}"
 
     @staticmethod
     def started_at(name):
@@ -137,16 +140,5 @@ def topology():
     topo = load_topology()
     # Every check starts from a state Molecule's converge left: wait for the boot to finish.
     for name in (topo.director, *topo.realservers, topo.client):
-        state = topo.host(name).run("timeout 120 systemctl is-system-running --wait").stdout.strip()
-        assert state in ("running", "degraded"), f"{name}: systemd is {state!r}"
+        topo.wait_booted(name)
     return topo
-
-
-def wait_for(check, timeout=60, interval=2):
-    """Call `check` until it returns true or `timeout` seconds pass; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
