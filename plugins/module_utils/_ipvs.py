@@ -1,7 +1,7 @@
 # Copyright (c) lvs.dr developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The kernel's IPVS table as plain dicts: read it over generic netlink (pyroute2), normalise
+"""The kernel's IPVS table as plain dicts: read it over generic netlink (_ipvs_netlink), normalise
 module parameters into the same shape, diff, apply.
 
 PRIVATE to the collection: not a public API, it may change without notice.
@@ -22,18 +22,18 @@ import errno
 import ipaddress
 import os
 import socket
-import struct
 import time
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.compat.version import LooseVersion
 
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_netlink as nl
+
 PYROUTE2_MIN = "0.9.5"
 try:
     import pyroute2
-    from pyroute2 import IPVS, IPVSDest, IPVSService
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2 import IPVS
 
     HAS_PYROUTE2 = True
     PYROUTE2_IMP_ERR = None
@@ -281,94 +281,137 @@ def converge_entry(module, state, before, want, apply, read_back):
     return result
 
 
-# --- reading the kernel ---------------------------------------------------------------------
+# --- the kernel's messages and the normalised entries -----------------------------------------
+
+_PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+_FORWARDING_NAMES = {v: k for k, v in FORWARDING_METHODS.items()}
+_TUNNEL_NAMES = {v: k for k, v in TUNNEL_TYPES.items()}
+_CHECKSUM_NAMES = {v: k for k, v in TUNNEL_CHECKSUMS.items()}
+_FULL_PREFIX = {"ipv4": 32, "ipv6": 128}
 
 
-def _attr(nla, name):
-    return nla.get_attr(name)
-
-
-def _netmask_prefix(family, raw):
-    """The kernel's netmask attribute as a prefix length. pyroute2 decodes it as an IPv4
-    address; for IPv6 the kernel puts a host-order prefix length in the same 4 bytes."""
-    if raw is None:
-        return 32 if family == "ipv4" else 128
-    if family == "ipv4":
-        return ipaddress.ip_network(f"0.0.0.0/{raw}").prefixlen
-    return struct.unpack("=I", socket.inet_aton(raw))[0]
-
-
-def _netmask_attr(family, prefix):
-    """The inverse of _netmask_prefix: what pyroute2 must be given for a prefix length."""
-    if family == "ipv4":
-        return str(ipaddress.ip_network(f"0.0.0.0/{prefix}").netmask)
-    return socket.inet_ntoa(struct.pack("=I", prefix))
-
-
-def service_from_message(msg):
-    """A normalised service (plus its counters) from one netlink dump message."""
-    svc = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
-    family = "ipv6" if _attr(svc, "IPVS_SVC_ATTR_AF") == socket.AF_INET6 else "ipv4"
-    fwmark = _attr(svc, "IPVS_SVC_ATTR_FWMARK") or None
-    protocol = None if fwmark else {v: k for k, v in PROTOCOLS.items()}.get(_attr(svc, "IPVS_SVC_ATTR_PROTOCOL"))
-    flags = (_attr(svc, "IPVS_SVC_ATTR_FLAGS") or {}).get("flags", 0)
-    scheduler = _attr(svc, "IPVS_SVC_ATTR_SCHED_NAME")
-    timeout = (_attr(svc, "IPVS_SVC_ATTR_TIMEOUT") or 0) if flags & SVC_F_PERSISTENT else 0
+def service_from_attributes(buf, top, with_stats=False):
+    """A normalised service, and its traffic counters (WITH_STATS, else {}), from one message of
+    a service dump (TOP: its top-level attributes)."""
+    off, size = top[nl.ATTR_SERVICE]
+    a = nl.attrs(buf, off, off + size)
+    af = nl.u16(buf, a, nl.SVC_AF)
+    family = "ipv6" if af == socket.AF_INET6 else "ipv4"
+    fwmark = nl.u32(buf, a, nl.SVC_FWMARK) or None
+    flags = nl.u32(buf, a, nl.SVC_FLAGS)  # struct ip_vs_flags: the flags, then the mask
+    scheduler = nl.cstring(buf, a, nl.SVC_SCHED)
+    timeout = nl.u32(buf, a, nl.SVC_TIMEOUT) if flags & SVC_F_PERSISTENT else 0
+    prefix = _FULL_PREFIX[family]
+    if timeout and nl.SVC_NETMASK in a:
+        # IPv4: the netmask in network order; IPv6: a host-order prefix length in the same 4 bytes
+        raw = nl.BE32.unpack_from(buf, a[nl.SVC_NETMASK][0])[0]
+        prefix = bin(raw).count("1") if family == "ipv4" else nl.u32(buf, a, nl.SVC_NETMASK)
     entry = {
         "family": family,
-        "protocol": protocol,
-        "address": None if fwmark else ipaddress.ip_address(_attr(svc, "IPVS_SVC_ATTR_ADDR")).compressed,
-        "port": None if fwmark else _attr(svc, "IPVS_SVC_ATTR_PORT"),
+        "protocol": None if fwmark else _PROTOCOL_NAMES.get(nl.u16(buf, a, nl.SVC_PROTOCOL)),
+        "address": None if fwmark else nl.address(af, buf, a[nl.SVC_ADDR][0]),
+        "port": None if fwmark else nl.be16(buf, a, nl.SVC_PORT),
         "fwmark": fwmark,
         "scheduler": scheduler,
         "persistent_timeout": timeout,
-        "persistent_netmask": _netmask_prefix(family, _attr(svc, "IPVS_SVC_ATTR_NETMASK")) if timeout else (32 if family == "ipv4" else 128),
-        "persistence_engine": _attr(svc, "IPVS_SVC_ATTR_PE_NAME") or None,
-        "scheduler_flags": sorted(name for name, bit in SCHEDULER_FLAGS.items() if name.startswith(f"{scheduler}-") and flags & bit),
+        "persistent_netmask": prefix,
+        "persistence_engine": nl.cstring(buf, a, nl.SVC_PE),
+        "scheduler_flags": sorted(n for n, bit in SCHEDULER_FLAGS.items() if flags & bit and n.startswith(f"{scheduler}-")),
         "one_packet": bool(flags & SVC_F_ONEPACKET),
     }
-    return entry, _stats(svc, "IPVS_SVC_ATTR_STATS64", "IPVS_SVC_ATTR_STATS")
+    return entry, nl.stats(buf, a, nl.SVC_STATS64, nl.SVC_STATS) if with_stats else {}
 
 
-def real_from_message(msg):
-    """A normalised real server (plus its connection counts and counters) from a dump message."""
-    dest = msg.get_attr("IPVS_CMD_ATTR_DEST")
-    method = {v: k for k, v in FORWARDING_METHODS.items()}.get(_attr(dest, "IPVS_DEST_ATTR_FWD_METHOD") & 0x7, "local")
+def real_from_attributes(buf, top, service_af, with_stats=False):
+    """A normalised real server, and its connection counts (plus its traffic counters WITH_STATS),
+    from one message of a destination dump of a service of address family SERVICE_AF."""
+    off, size = top[nl.ATTR_DEST]
+    a = nl.attrs(buf, off, off + size)
+    af = nl.u16(buf, a, nl.DEST_AF) or service_af  # kernels before 3.18 do not send it
+    method = _FORWARDING_NAMES.get(nl.u32(buf, a, nl.DEST_FWD) & 0x7, "local")
     tunnel = {"tunnel_type": None, "tunnel_port": None, "tunnel_checksum": None}
     if method == "tunnel":
-        tunnel_type = {v: k for k, v in TUNNEL_TYPES.items()}.get(_attr(dest, "IPVS_DEST_ATTR_TUN_TYPE") or 0)
-        # pyroute2 decodes the big-endian tunnel port as host order.
-        port = socket.ntohs(_attr(dest, "IPVS_DEST_ATTR_TUN_PORT") or 0)
-        csum = {v: k for k, v in TUNNEL_CHECKSUMS.items()}.get(_attr(dest, "IPVS_DEST_ATTR_TUN_FLAGS") or 0, "nocsum")
+        tunnel_type = _TUNNEL_NAMES.get(buf[a[nl.DEST_TUN_TYPE][0]] if nl.DEST_TUN_TYPE in a else 0)
         tunnel = {
             "tunnel_type": tunnel_type,
-            "tunnel_port": port if tunnel_type == "gue" else None,
-            "tunnel_checksum": csum if tunnel_type != "ipip" else None,
+            "tunnel_port": nl.be16(buf, a, nl.DEST_TUN_PORT) if tunnel_type == "gue" else None,
+            "tunnel_checksum": _CHECKSUM_NAMES.get(nl.u16(buf, a, nl.DEST_TUN_FLAGS), "nocsum") if tunnel_type != "ipip" else None,
         }
     entry = {
-        "address": ipaddress.ip_address(_attr(dest, "IPVS_DEST_ATTR_ADDR")).compressed,
-        "port": _attr(dest, "IPVS_DEST_ATTR_PORT"),
+        "address": nl.address(af, buf, a[nl.DEST_ADDR][0]),
+        "port": nl.be16(buf, a, nl.DEST_PORT),
         "forwarding_method": method,
-        "weight": _attr(dest, "IPVS_DEST_ATTR_WEIGHT"),
-        "upper_threshold": _attr(dest, "IPVS_DEST_ATTR_U_THRESH") or 0,
-        "lower_threshold": _attr(dest, "IPVS_DEST_ATTR_L_THRESH") or 0,
+        "weight": nl.u32(buf, a, nl.DEST_WEIGHT),
+        "upper_threshold": nl.u32(buf, a, nl.DEST_U_THRESH),
+        "lower_threshold": nl.u32(buf, a, nl.DEST_L_THRESH),
         **tunnel,
     }
     counts = {
-        "active_connections": _attr(dest, "IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
-        "inactive_connections": _attr(dest, "IPVS_DEST_ATTR_INACT_CONNS") or 0,
-        "persistent_connections": _attr(dest, "IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
+        "active_connections": nl.u32(buf, a, nl.DEST_ACTIVE),
+        "inactive_connections": nl.u32(buf, a, nl.DEST_INACT),
+        "persistent_connections": nl.u32(buf, a, nl.DEST_PERSIST),
     }
-    return entry, {**counts, **_stats(dest, "IPVS_DEST_ATTR_STATS64", "IPVS_DEST_ATTR_STATS")}
+    if with_stats:
+        counts.update(nl.stats(buf, a, nl.DEST_STATS64, nl.DEST_STATS))
+    return entry, counts
 
 
-def _stats(nla, name64, name32):
-    stats = nla.get_attr(name64) or nla.get_attr(name32)
-    if stats is None:
-        return {}
-    names = ("CONNS", "INPKTS", "OUTPKTS", "INBYTES", "OUTBYTES")
-    keys = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
-    return {k: stats.get_attr(f"IPVS_STATS_ATTR_{n}") or 0 for k, n in zip(keys, names, strict=True)}
+def service_attributes(service, full=True):
+    """The kernel's attributes of a normalised service: its identity, and with FULL the fields
+    that NEW and SET need (SET without the persistence engine would clear it)."""
+    af = FAMILIES[service["family"]]
+    out = [nl.nla(nl.SVC_AF, nl.U16.pack(af))]
+    if service["fwmark"] is not None:
+        out.append(nl.nla(nl.SVC_FWMARK, nl.U32.pack(service["fwmark"])))
+    else:
+        out += [nl.nla(nl.SVC_PROTOCOL, nl.U16.pack(PROTOCOLS[service["protocol"]])),
+                nl.nla(nl.SVC_ADDR, nl.packed_address(af, service["address"])),
+                nl.nla(nl.SVC_PORT, nl.BE16.pack(service["port"]))]
+    if full:
+        flags = SVC_F_PERSISTENT if service["persistent_timeout"] else 0
+        flags |= SVC_F_ONEPACKET if service["one_packet"] else 0
+        for name in service["scheduler_flags"]:
+            flags |= SCHEDULER_FLAGS[name]
+        prefix = service["persistent_netmask"]
+        netmask = nl.BE32.pack(U32_MAX << (32 - prefix) & U32_MAX) if af == socket.AF_INET else nl.U32.pack(prefix)
+        out.append(nl.nla(nl.SVC_SCHED, service["scheduler"].encode() + b"\0"))
+        if service["persistence_engine"]:
+            out.append(nl.nla(nl.SVC_PE, service["persistence_engine"].encode() + b"\0"))
+        out += [nl.nla(nl.SVC_FLAGS, nl.FLAGS.pack(flags, U32_MAX & ~SVC_F_HASHED)),
+                nl.nla(nl.SVC_TIMEOUT, nl.U32.pack(service["persistent_timeout"])),
+                nl.nla(nl.SVC_NETMASK, netmask)]
+    return b"".join(out)
+
+
+def real_attributes(real):
+    """The kernel's attributes of a normalised real server: all of them, since SET_DEST resets
+    what it is not given (the tunnel settings too)."""
+    af = FAMILIES[family_of(real["address"])]
+    tunnel = real["forwarding_method"] == "tunnel"
+    return b"".join((
+        nl.nla(nl.DEST_AF, nl.U16.pack(af)),
+        nl.nla(nl.DEST_ADDR, nl.packed_address(af, real["address"])),
+        nl.nla(nl.DEST_PORT, nl.BE16.pack(real["port"])),
+        nl.nla(nl.DEST_FWD, nl.U32.pack(FORWARDING_METHODS[real["forwarding_method"]])),
+        nl.nla(nl.DEST_WEIGHT, nl.U32.pack(real["weight"])),
+        nl.nla(nl.DEST_U_THRESH, nl.U32.pack(real["upper_threshold"])),
+        nl.nla(nl.DEST_L_THRESH, nl.U32.pack(real["lower_threshold"])),
+        nl.nla(nl.DEST_TUN_TYPE, bytes((TUNNEL_TYPES[real["tunnel_type"]] if tunnel else 0,))),
+        nl.nla(nl.DEST_TUN_PORT, nl.BE16.pack(real["tunnel_port"] or 0 if tunnel else 0)),
+        nl.nla(nl.DEST_TUN_FLAGS, nl.U16.pack(TUNNEL_CHECKSUMS[real["tunnel_checksum"] or "nocsum"] if tunnel else 0)),
+    ))
+
+
+def service_request(action, service):
+    """(command, body) of the netlink write ACTION (add, set, delete) of SERVICE."""
+    return nl.WRITE_COMMANDS["service", action], nl.nla(nl.ATTR_SERVICE, service_attributes(service, full=action != "delete"))
+
+
+def real_request(action, service, real, service_id=None):
+    """(command, body) of the write ACTION of REAL in SERVICE; SERVICE_ID, the service's identity
+    as nla(ATTR_SERVICE, ...), saves building it again for each real server."""
+    service_id = service_id or nl.nla(nl.ATTR_SERVICE, service_attributes(service, full=False))
+    return nl.WRITE_COMMANDS["real", action], service_id + nl.nla(nl.ATTR_DEST, real_attributes(real))
 
 
 def service_key(entry):
@@ -382,44 +425,15 @@ def real_key(entry):
 # --- talking to the kernel --------------------------------------------------------------------
 
 
-def _service_nla(service, full=True):
-    """pyroute2's IPVSService for a normalised service (FULL: with the fields SET needs)."""
-    fields = {"af": FAMILIES[service["family"]]}
-    if service["fwmark"] is not None:
-        fields["fwmark"] = service["fwmark"]
-    else:
-        fields.update(protocol=PROTOCOLS[service["protocol"]], addr=service["address"], port=service["port"])
-    if full:
-        flags = SVC_F_PERSISTENT if service["persistent_timeout"] else 0
-        flags |= SVC_F_ONEPACKET if service["one_packet"] else 0
-        for name in service["scheduler_flags"]:
-            flags |= SCHEDULER_FLAGS[name]
-        netmask = _netmask_attr(service["family"], service["persistent_netmask"])
-        fields.update(sched_name=service["scheduler"], timeout=service["persistent_timeout"], netmask=netmask,
-                      flags={"flags": flags, "mask": U32_MAX & ~SVC_F_HASHED})
-        if service["persistence_engine"]:
-            fields["pe_name"] = service["persistence_engine"]
-    return IPVSService(**fields)
-
-
-def _dest_nla(real):
-    fields = {"addr": real["address"], "port": real["port"], "fwd_method": FORWARDING_METHODS[real["forwarding_method"]],
-              "weight": real["weight"], "u_thresh": real["upper_threshold"], "l_thresh": real["lower_threshold"]}
-    if real["forwarding_method"] == "tunnel":
-        fields.update(tun_type=TUNNEL_TYPES[real["tunnel_type"]], tun_port=socket.htons(real["tunnel_port"] or 0),
-                      tun_flags=TUNNEL_CHECKSUMS[real["tunnel_checksum"] or "nocsum"])
-    return IPVSDest(**fields)
-
-
 class IPVSTable:
     """The kernel's IPVS table of this network namespace, over generic netlink."""
 
     def __init__(self, module):
         check_pyroute2(module)
         self.module = module
-        self.writes = 0
+        self.writes = 0  # netlink writes the kernel carried out
         try:
-            self.sock = IPVS()
+            self.nl = nl.IPVSNetlink(IPVS())
         except Exception as exc:  # pyroute2 raises several types when the family is missing
             module.fail_json(
                 msg="this kernel has no IPVS (the generic netlink family IPVS is missing): "
@@ -427,11 +441,11 @@ class IPVSTable:
             )
 
     def close(self):
-        self.sock.close()
+        self.nl.close()
 
-    def get_services(self):
+    def get_services(self, with_stats=False):
         """[(service, counters)] for every service of the table."""
-        return [service_from_message(m) for m in self.sock.service("dump")]
+        return self.nl.dump(nl.CMD_GET_SERVICE, b"", lambda buf, top: service_from_attributes(buf, top, with_stats))
 
     def get_existing_service(self, key):
         for entry, _counters in self.get_services():
@@ -439,9 +453,11 @@ class IPVSTable:
                 return entry
         return None
 
-    def get_reals(self, service):
+    def get_reals(self, service, with_stats=False):
         """[(real, counts)] for every real server of SERVICE."""
-        return [real_from_message(m) for m in self.sock.dest("dump", service=_service_nla(service, full=False))]
+        af = FAMILIES[service["family"]]
+        return self.nl.dump(nl.CMD_GET_DEST, nl.nla(nl.ATTR_SERVICE, service_attributes(service, full=False)),
+                            lambda buf, top: real_from_attributes(buf, top, af, with_stats))
 
     def get_existing_real(self, service, key):
         for entry, counts in self.get_reals(service):
@@ -449,20 +465,27 @@ class IPVSTable:
                 return entry, counts
         return None, None
 
+    def read(self):
+        """The whole table, one dump of the services and one of each service's real servers:
+        {service key: (service, {real key: real})}."""
+        return {service_key(s): (s, {real_key(r): r for r, _counts in self.get_reals(s)}) for s, _ in self.get_services()}
+
     def apply_service(self, action, service):
-        command = {"add": "add", "set": "set", "delete": "del"}[action]
-        self._write(self.sock.service, command, service=_service_nla(service, full=action != "delete"))
+        self._write_one("service", action, service_request(action, service))
 
     def apply_real(self, action, service, real):
-        command = {"add": "add", "set": "set", "delete": "del"}[action]
-        self._write(self.sock.dest, command, service=_service_nla(service, full=False), dest=_dest_nla(real))
+        self._write_one("real", action, real_request(action, service, real))
 
-    def _write(self, call, command, **kwargs):
-        try:
-            call(command, **kwargs)
-        except NetlinkError as exc:
-            self.module.fail_json(msg=explain_netlink_error(command, exc.code, kwargs), errno=exc.code)
-        self.writes += 1
+    def _write_one(self, what, action, request):
+        code = self.write([request])[0]
+        if code:
+            self.module.fail_json(msg=explain_netlink_error(what, action, code), errno=code)
+
+    def write(self, requests):
+        """Send [(command, body)], pipelined; the errno of each (0 done, None not sent)."""
+        results = self.nl.write(requests)
+        self.writes += results.count(0)
+        return results
 
     def wait_drained(self, service, key, timeout, interval=1.0):
         """Poll until the real server KEY has no active and no inactive connections, or
@@ -477,9 +500,10 @@ class IPVSTable:
             time.sleep(interval)
 
 
-def explain_netlink_error(command, code, kwargs):
-    what = "real server" if "dest" in kwargs else "service"
-    if code == errno.ENOENT and what == "service" and command in ("add", "set"):
+def explain_netlink_error(what, action, code):
+    """Why the kernel refused to ACTION (add, set, delete) a WHAT (service, real), and the fix."""
+    what = "real server" if what == "real" else what
+    if code == errno.ENOENT and what == "service" and action in ("add", "set"):
         return ("the kernel could not load the scheduler or persistence engine (module ip_vs_<name>): it is not built "
                 "for this kernel (twos needs Linux 6.2 or later) or modules cannot be loaded here; "
                 "load it with modprobe (in a container, on the host)")
@@ -487,4 +511,4 @@ def explain_netlink_error(command, code, kwargs):
         return f"the {what} is gone from the kernel's table (changed by someone else during this run); run again"
     if code == errno.EEXIST:
         return f"the {what} appeared in the kernel's table during this run (added by someone else); run again"
-    return f"the kernel refused to {command} the {what}: {os.strerror(code)} (errno {code})"
+    return f"the kernel refused to {action} the {what}: {os.strerror(code)} (errno {code})"

@@ -112,8 +112,8 @@ def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     table = IPVSTable(module)
     services = []
-    for service, stats in table.get_services():
-        reals = [{**real, **counts_stats_split(counts)} for real, counts in table.get_reals(service)]
+    for service, stats in table.get_services(with_stats=True):
+        reals = [{**real, **counts_stats_split(counts)} for real, counts in table.get_reals(service, with_stats=True)]
         services.append({**service, "stats": stats, "reals": reals})
     table.close()
     module.exit_json(changed=False, services=services)

@@ -3,10 +3,13 @@ kernel and no root."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from pyroute2.netlink.generic.ipvs import ipvsmsg
 
 from ansible_collections.lvs.dr.plugins.module_utils import _ipvs as ipvs
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_netlink as nl
 
 SEED = {"protocol": "tcp", "address": "172.25.8.100", "port": 80, "scheduler": "rr"}
 
@@ -165,51 +168,106 @@ def test_plan_is_one_write_and_never_delete_plus_add(before, state, action):
     assert ipvs.plan_entry(before, service(), state) == action
 
 
-def _round_trip(attr, nla):
-    msg = ipvsmsg()
-    msg["cmd"] = 4
-    msg["version"] = 1
-    msg["attrs"] = [(attr, nla.dump_nla())]
-    msg.encode()
-    back = ipvsmsg(msg.data)
-    back.decode()
-    return back
+def _as_dumped(request):
+    """A request's body read back the way a dump message is: (bytes, top-level attributes).
+    The kernel's dump messages nest the service or destination the same way."""
+    _command, body = request
+    return body, nl.attrs(body, 0, len(body))
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        {},
-        {"address": "2001:db8::1", "port": 443, "scheduler": "sh", "scheduler_flags": ["sh-port"], "persistent_timeout": 30, "persistent_netmask": "64"},
-        {"protocol": "udp", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-fallback", "mh-port"], "one_packet": True,
-         "persistent_timeout": 60, "persistence_engine": "sip", "persistent_netmask": "255.255.0.0"},
-    ],
-)
+def _pyroute2_decoded(request):
+    """The same request decoded by pyroute2's own IPVS message class: an independent reading."""
+    command, body = request
+    msg = ipvsmsg(bytes(nl._HDR.pack(20 + len(body), 28, 0, 1, 0)) + bytes((command, 1, 0, 0)) + body)
+    msg.decode()
+    return msg
+
+
+SERVICES = [
+    {},
+    {"address": "2001:db8::1", "port": 443, "scheduler": "sh", "scheduler_flags": ["sh-port"], "persistent_timeout": 30, "persistent_netmask": "64"},
+    {"protocol": "udp", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-fallback", "mh-port"], "one_packet": True,
+     "persistent_timeout": 60, "persistence_engine": "sip", "persistent_netmask": "255.255.0.0"},
+]
+
+
+@pytest.mark.parametrize("params", SERVICES)
 def test_service_survives_netlink_encoding(params):
     want = service(**params)
-    got, _stats = ipvs.service_from_message(_round_trip("IPVS_CMD_ATTR_SERVICE", ipvs._service_nla(want)))
+    got, stats = ipvs.service_from_attributes(*_as_dumped(ipvs.service_request("add", want)))
     assert got == want
+    assert stats == {}
+
+
+@pytest.mark.parametrize("params", SERVICES)
+def test_pyroute2_reads_our_service_as_meant(params):
+    want = service(**params)
+    svc = _pyroute2_decoded(ipvs.service_request("add", want)).get_attr("IPVS_CMD_ATTR_SERVICE")
+    assert svc.get_attr("IPVS_SVC_ATTR_ADDR") == want["address"]
+    assert svc.get_attr("IPVS_SVC_ATTR_PORT") == want["port"]
+    assert svc.get_attr("IPVS_SVC_ATTR_SCHED_NAME") == want["scheduler"]
+    assert svc.get_attr("IPVS_SVC_ATTR_TIMEOUT") == want["persistent_timeout"]
+    assert svc.get_attr("IPVS_SVC_ATTR_PE_NAME") == want["persistence_engine"]
+    assert bool(svc.get_attr("IPVS_SVC_ATTR_FLAGS")["flags"] & ipvs.SVC_F_ONEPACKET) == want["one_packet"]
+
+
+def test_a_delete_names_the_service_only():
+    command, body = ipvs.service_request("delete", service())
+    a = nl.attrs(body, 4, len(body))
+    assert command == nl.CMD_DEL_SERVICE
+    assert sorted(a) == [nl.SVC_AF, nl.SVC_PROTOCOL, nl.SVC_ADDR, nl.SVC_PORT]
 
 
 def test_fwmark_service_survives_netlink_encoding():
     want = ipvs.want_service({"fwmark": 7, "family": "ipv6", "scheduler": "rr"})
-    got, _stats = ipvs.service_from_message(_round_trip("IPVS_CMD_ATTR_SERVICE", ipvs._service_nla(want)))
+    got, _stats = ipvs.service_from_attributes(*_as_dumped(ipvs.service_request("set", want)))
     assert got == want
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"address": "172.25.8.2", "weight": 0, "upper_threshold": 100, "lower_threshold": 50},
-        {"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"},
-        {"address": "172.25.8.2", "forwarding_method": "nat", "port": 8080},
-    ],
-)
+REALS = [
+    {"address": "172.25.8.2", "weight": 0, "upper_threshold": 100, "lower_threshold": 50},
+    {"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"},
+    {"address": "172.25.8.2", "forwarding_method": "nat", "port": 8080},
+    {"address": "2001:db8::2", "forwarding_method": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "csum"},
+]
+
+
+def _real_back(want):
+    """WANT through a NEW_DEST request and back: the real server and its counts."""
+    body, top = _as_dumped(ipvs.real_request("add", service(), want))
+    return ipvs.real_from_attributes(body, top, socket.AF_INET)
+
+
+@pytest.mark.parametrize("params", REALS)
 def test_real_survives_netlink_encoding(params):
     want = real(params)
-    got, counts = ipvs.real_from_message(_round_trip("IPVS_CMD_ATTR_DEST", ipvs._dest_nla(want)))
+    got, counts = _real_back(want)
     assert got == want
-    assert counts["active_connections"] == counts["inactive_connections"] == 0
+    assert counts == {"active_connections": 0, "inactive_connections": 0, "persistent_connections": 0}
+
+
+@pytest.mark.parametrize("params", REALS)
+def test_pyroute2_reads_our_real_as_meant(params):
+    want = real(params)
+    dest = _pyroute2_decoded(ipvs.real_request("set", service(), want)).get_attr("IPVS_CMD_ATTR_DEST")
+    assert dest.get_attr("IPVS_DEST_ATTR_PORT") == want["port"]
+    assert dest.get_attr("IPVS_DEST_ATTR_WEIGHT") == want["weight"]
+    assert dest.get_attr("IPVS_DEST_ATTR_FWD_METHOD") == ipvs.FORWARDING_METHODS[want["forwarding_method"]]
+    assert dest.get_attr("IPVS_DEST_ATTR_U_THRESH") == want["upper_threshold"]
+    # pyroute2 declares the tunnel port host order; the kernel reads it big-endian
+    assert socket.ntohs(dest.get_attr("IPVS_DEST_ATTR_TUN_PORT")) == (want["tunnel_port"] or 0)
+
+
+def test_ipv4_mapped_ipv6_address_reads_back_as_ipaddress_writes_it():
+    want = real({"address": "::ffff:10.0.0.1", "forwarding_method": "tunnel"})
+    assert _real_back(want)[0]["address"] == "::ffff:a00:1" == want["address"]
+
+
+def test_stats64_counters_are_read():
+    inner = b"".join(nl.nla(n, nl.U64.pack(n * 1000)) for n in range(1, 6))
+    body = nl.nla(nl.ATTR_SERVICE, ipvs.service_attributes(service()) + nl.nla(nl.SVC_STATS64, inner))
+    _entry, stats = ipvs.service_from_attributes(body, nl.attrs(body, 0, len(body)), with_stats=True)
+    assert stats == {"connections": 1000, "packets_in": 2000, "packets_out": 3000, "bytes_in": 4000, "bytes_out": 5000}
 
 
 @pytest.mark.parametrize(
