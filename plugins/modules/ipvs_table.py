@@ -1,0 +1,549 @@
+#!/usr/bin/python
+# Copyright (c) lvs.dr developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ipvs_table
+short_description: Converge many IPVS virtual services and their real servers in one task
+version_added: 0.2.0
+description:
+  - Makes the kernel's IP Virtual Server (IPVS) table hold the listed virtual services with exactly the listed real
+    servers, in one task, for tables of any size (10,000 services with 5 real servers each, for example).
+  - Reads the whole table with one dump of the services and one of each service's real servers, compares it field by field
+    with the list, and sends only the writes that differ (add, in-place set, delete), pipelined over one netlink socket.
+    It never flushes the table, so connections to entries that stay are not disturbed. A second run sends nothing.
+  - Each service takes the options of M(lvs.dr.ipvs_service), each real server those of M(lvs.dr.ipvs_real).
+  - With O(state=exact) it also removes services that are not listed (except O(protected) ones) and real servers that a
+    listed service does not list.
+  - The kernel has no transaction. The writes go in order (deletions of real servers, deletions of services, services,
+    real servers); the first write the kernel refuses stops the run, and the failure lists what was applied and what was
+    not sent.
+author:
+  - lvs.dr developers
+requirements:
+  - pyroute2 >= 0.9.5 on the managed host (it opens the netlink socket). Debian 12 ships 0.7.2; the O(lvs.dr.director) role
+    installs a newer one in a virtualenv.
+  - A kernel with IPVS (C(ip_vs) and the schedulers' modules loaded or loadable).
+extends_documentation_fragment:
+  - lvs.dr.attributes
+options:
+  services:
+    description:
+      - The virtual services, each with its real servers. A service may be listed once.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      protocol:
+        description: The protocol of an address service; defaults to V(tcp).
+        type: str
+        choices: [tcp, udp, sctp]
+      address:
+        description: The virtual IP address (VIP), IPv4 or IPv6. Give either O(services[].address) and O(services[].port), or O(services[].fwmark).
+        type: str
+        aliases: [vip]
+      port:
+        description: The service port, 1 to 65535.
+        type: int
+      fwmark:
+        description: A firewall-mark service instead of an address one, 1 to 4294967295.
+        type: int
+      family:
+        description: The address family of a firewall-mark service (default V(ipv4)); with an address it must match it.
+        type: str
+        choices: [ipv4, ipv6]
+      scheduler:
+        description: The scheduling algorithm, as in M(lvs.dr.ipvs_service).
+        type: str
+        choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos]
+        default: wlc
+      persistent_timeout:
+        description: Persistence in seconds; V(0) means not persistent.
+        type: int
+        default: 0
+      persistent_netmask:
+        description: The persistence mask, a netmask or a prefix length (IPv6 a prefix length).
+        type: str
+      persistence_engine:
+        description: A persistence engine; needs O(services[].persistent_timeout).
+        type: str
+        choices: [sip]
+      scheduler_flags:
+        description: Scheduler flags; V(sh-*) with scheduler V(sh), V(mh-*) with V(mh).
+        type: list
+        elements: str
+        choices: [sh-fallback, sh-port, mh-fallback, mh-port]
+      one_packet:
+        description: One-packet scheduling, for UDP and firewall-mark services.
+        type: bool
+        default: false
+      state:
+        description: V(present) makes the service exist as described; V(absent) removes it with its real servers.
+        type: str
+        choices: [present, absent]
+        default: present
+      reals:
+        description:
+          - The service's real servers. With O(state=exact), real servers of this service that are not listed are removed.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          address:
+            description: The real server's address.
+            type: str
+            required: true
+            aliases: [rip]
+          port:
+            description: Its port; defaults to the service port. DR and tunnel forwarding need the service port.
+            type: int
+          forwarding_method:
+            description: V(dr) (direct routing), V(nat) or V(tunnel), with the aliases of M(lvs.dr.ipvs_real).
+            type: str
+            choices: [dr, gatewaying, route, nat, masquerading, tunnel]
+            default: dr
+          tunnel_type:
+            description: With O(services[].reals[].forwarding_method=tunnel), V(ipip) (default), V(gue) or V(gre).
+            type: str
+            choices: [ipip, gue, gre]
+          tunnel_port:
+            description: The UDP port of a V(gue) tunnel.
+            type: int
+          tunnel_checksum:
+            description: The checksum mode of a V(gue) or V(gre) tunnel.
+            type: str
+            choices: [nocsum, csum, remcsum]
+          weight:
+            description: The weight, 0 (quiesced) to 2147483647.
+            type: int
+            default: 1
+          upper_threshold:
+            description: The connection count above which it gets no new connections; V(0) means none.
+            type: int
+            default: 0
+          lower_threshold:
+            description: The connection count below which it gets new connections again; V(0) means none.
+            type: int
+            default: 0
+          state:
+            description:
+              - V(present) or V(absent), or V(drained) - weight 0 first, then removed once the kernel shows it has no
+                connections left (at most O(drain_timeout) seconds after the other writes), as M(lvs.dr.ipvs_real) does.
+            type: str
+            choices: [present, absent, drained]
+            default: present
+  state:
+    description:
+      - V(present) adds and changes the listed services and real servers and leaves everything else alone.
+      - V(exact) also removes every service that is not listed and not O(protected), and every real server of a listed
+        service that the service does not list.
+    type: str
+    choices: [present, exact]
+    default: present
+  protected:
+    description:
+      - With O(state=exact), services that are not removed although they are not listed (someone else owns them). A service
+        is protected when it matches every key an entry gives.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      address:
+        description: An address or a network (CIDR) that the service's address is in.
+        type: str
+      port:
+        description: The service port.
+        type: int
+      protocol:
+        description: The service protocol.
+        type: str
+        choices: [tcp, udp, sctp]
+      fwmark:
+        description: A firewall-mark service's mark.
+        type: int
+  drain_timeout:
+    description:
+      - How long real servers with O(services[].reals[].state=drained) may take to lose their connections, in seconds, all
+        together. When it runs out the task fails and they stay in the table at weight 0.
+    type: int
+    default: 300
+seealso:
+  - module: lvs.dr.ipvs_service
+  - module: lvs.dr.ipvs_real
+  - module: lvs.dr.ipvs_info
+notes:
+  - Options left out take their defaults, as with C(ipvsadm); the table is made exactly as described.
+  - Measured figures (an 11,000-entry table converged within 1.5 times C(ipvsadm-restore)) are in the collection's
+    docs/performance.md.
+"""
+
+EXAMPLES = r"""
+- name: The seed's table - one VIP, two real servers in DR mode, round robin
+  lvs.dr.ipvs_table:
+    services:
+      - protocol: tcp
+        address: 172.25.8.100
+        port: 80
+        scheduler: rr
+        reals:
+          - address: 172.25.8.2
+          - address: 172.25.8.3
+
+- name: Exactly these services; leave the ones of 10.99.0.0/16 (managed elsewhere) alone
+  lvs.dr.ipvs_table:
+    state: exact
+    protected:
+      - address: 10.99.0.0/16
+    services: "{{ lvs_services }}"
+
+- name: Take a real server out without dropping a connection
+  lvs.dr.ipvs_table:
+    services:
+      - address: 172.25.8.100
+        port: 80
+        scheduler: rr
+        reals:
+          - address: 172.25.8.2
+            state: drained
+          - address: 172.25.8.3
+    drain_timeout: 600
+"""
+
+RETURN = r"""
+summary:
+  description: How many writes of each kind the run made (or would make in check mode).
+  returned: always
+  type: dict
+  sample: {services: {add: 0, set: 0, delete: 0}, reals: {add: 1, set: 1, delete: 0}}
+changes:
+  description: Each write, in the order sent - the action, the service, the real server (for real server writes) and the fields that differed.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {action: set, service: tcp 172.25.8.100:80, real: "172.25.8.2:80", fields: [weight]}
+drained:
+  description: The real servers drained - how long the wait took and the connections left when they were removed.
+  returned: when a real server was drained
+  type: list
+  elements: dict
+  sample: [{service: tcp 172.25.8.100:80, real: "172.25.8.2:80", waited: 4.0, active_connections: 0, inactive_connections: 0}]
+applied:
+  description: When the kernel refused a write - the writes it carried out (as in RV(changes)).
+  returned: failure, after a refused write
+  type: list
+  elements: dict
+refused:
+  description: When the kernel refused a write - the writes it refused, each with the kernel's C(errno).
+  returned: failure, after a refused write
+  type: list
+  elements: dict
+  sample: [{action: add, service: tcp 172.25.8.100:81, real: null, fields: [scheduler], errno: 2}]
+metrics:
+  description:
+    - The run's own figures - seconds to read the table, to plan the writes and to apply them, and in all since the module
+      the process started (Python's and Ansible's start-up included, to 10 ms); netlink requests (dumps and writes) and writes the kernel carried out;
+      the process's peak memory in KiB; the entries in the wanted table.
+  returned: always
+  type: dict
+  sample: {read_seconds: 0.41, plan_seconds: 0.05, apply_seconds: 0.0, total_seconds: 0.9, netlink_requests: 1001,
+           netlink_writes: 0, peak_rss_kib: 48212, entries: 11000}
+"""
+
+import ipaddress
+import os
+import resource
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
+    SCHEDULERS,
+    IPVSInputError,
+    IPVSTable,
+    describe_service,
+    diff_entry,
+    explain_netlink_error,
+    plan_entry,
+    real_key,
+    real_request,
+    service_attributes,
+    service_identity_options,
+    service_key,
+    service_request,
+    want_real,
+    want_service,
+)
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_netlink import ATTR_SERVICE, nla
+
+
+def argument_spec():
+    identity = service_identity_options()
+    real = dict(
+        address=dict(type="str", required=True, aliases=["rip"]),
+        port=dict(type="int"),
+        forwarding_method=dict(type="str", choices=["dr", "gatewaying", "route", "nat", "masquerading", "tunnel"], default="dr"),
+        tunnel_type=dict(type="str", choices=["ipip", "gue", "gre"]),
+        tunnel_port=dict(type="int"),
+        tunnel_checksum=dict(type="str", choices=["nocsum", "csum", "remcsum"]),
+        weight=dict(type="int", default=1),
+        upper_threshold=dict(type="int", default=0),
+        lower_threshold=dict(type="int", default=0),
+        state=dict(type="str", choices=["present", "absent", "drained"], default="present"),
+    )
+    service = dict(
+        identity.pop("argument_spec"),
+        scheduler=dict(type="str", choices=list(SCHEDULERS), default="wlc"),
+        persistent_timeout=dict(type="int", default=0),
+        persistent_netmask=dict(type="str"),
+        persistence_engine=dict(type="str", choices=["sip"]),
+        scheduler_flags=dict(type="list", elements="str", choices=["sh-fallback", "sh-port", "mh-fallback", "mh-port"]),
+        one_packet=dict(type="bool", default=False),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        reals=dict(type="list", elements="dict", default=[], options=real),
+    )
+    return dict(
+        services=dict(type="list", elements="dict", required=True, options=service, **identity),
+        state=dict(type="str", choices=["present", "exact"], default="present"),
+        protected=dict(
+            type="list", elements="dict", default=[],
+            options=dict(address=dict(type="str"), port=dict(type="int"), protocol=dict(type="str", choices=["tcp", "udp", "sctp"]),
+                         fwmark=dict(type="int")),
+        ),
+        drain_timeout=dict(type="int", default=300),
+    )
+
+
+def wanted_table(services):
+    """[(service, state, [(real, state)])], normalised; IPVSInputError names the entry and option."""
+    wanted, seen = [], {}
+    for i, params in enumerate(services):
+        where = f"services[{i}]"
+        try:
+            service = want_service(params)
+        except IPVSInputError as exc:
+            raise IPVSInputError(f"{where}: {exc}") from None
+        key = service_key(service)
+        where = f"services[{i}] ({describe_service(key)})"
+        if key in seen:
+            raise IPVSInputError(f"{where}: listed twice, also as services[{seen[key]}]; list each service once")
+        seen[key] = i
+        reals, real_seen = [], {}
+        for j, real_params in enumerate(params["reals"]):
+            try:
+                real = want_real(real_params, service)
+            except IPVSInputError as exc:
+                raise IPVSInputError(f"{where}.reals[{j}]: {exc}") from None
+            if real_key(real) in real_seen:
+                raise IPVSInputError(f"{where}.reals[{j}]: {real['address']}:{real['port']} is listed twice, also as reals[{real_seen[real_key(real)]}]")
+            real_seen[real_key(real)] = j
+            reals.append((real, real_params["state"]))
+        wanted.append((service, params["state"], reals))
+    return wanted
+
+
+def protection(entries):
+    """A predicate: is a kernel service protected by one of ENTRIES (the protected option)?"""
+    rules = []
+    for i, entry in enumerate(entries):
+        given = {k: v for k, v in entry.items() if v is not None}
+        if not given:
+            raise IPVSInputError(f"protected[{i}]: empty; give address, port, protocol or fwmark")
+        if "fwmark" in given and len(given) > 1:
+            raise IPVSInputError(f"protected[{i}]: fwmark names a firewall-mark service; it goes without address, port and protocol")
+        if "address" in given:
+            try:
+                given["address"] = ipaddress.ip_network(given["address"].strip(), strict=False)
+            except ValueError:
+                raise IPVSInputError(f"protected[{i}].address: '{entry['address']}' is not an address or a network such as 10.0.0.0/8") from None
+        rules.append(given)
+
+    def matches(service, rule):
+        if "fwmark" in rule:
+            return service["fwmark"] == rule["fwmark"]
+        if service["fwmark"] is not None:
+            return False
+        address = ipaddress.ip_address(service["address"])
+        return (("address" not in rule or (address.version == rule["address"].version and address in rule["address"]))
+                and rule.get("port", service["port"]) == service["port"]
+                and rule.get("protocol", service["protocol"]) == service["protocol"])
+
+    return lambda service: any(matches(service, rule) for rule in rules)
+
+
+def plan_table(current, wanted, exact, protected):
+    """The writes that take CURRENT ({service key: (service, {real key: real})}) to WANTED, in the
+    order they must go: [(what, action, service, real, before, fields)]; and the drains, the
+    [(service, real)] to remove once they have no connections (their weight goes to 0 here)."""
+    real_deletes, service_deletes, services, reals, drains = [], [], [], [], []
+    listed = set()
+    for service, state, wanted_reals in wanted:
+        key = service_key(service)
+        listed.add(key)
+        before, current_reals = current.get(key, (None, {}))
+        action = plan_entry(before, service, state)
+        if action:
+            (service_deletes if action == "delete" else services).append(
+                ("service", action, service, None, before, diff_entry(before, None if action == "delete" else service)))
+        if state == "absent":
+            continue
+        listed_reals = set()
+        for real, real_state in wanted_reals:
+            listed_reals.add(real_key(real))
+            real_before = current_reals.get(real_key(real))
+            if real_state == "drained":
+                if real_before and real_before["weight"]:
+                    reals.append(("real", "set", service, {**real_before, "weight": 0}, real_before, ["weight"]))
+                if real_before:
+                    drains.append((service, real_before))
+                continue
+            action = plan_entry(real_before, real, real_state)
+            if action:
+                change = ("real", action, service, real, real_before, diff_entry(real_before, None if action == "delete" else real))
+                (real_deletes if action == "delete" else reals).append(change)
+        if exact and before:
+            real_deletes += [("real", "delete", service, r, r, diff_entry(r, None)) for k, r in current_reals.items() if k not in listed_reals]
+    if exact:
+        service_deletes += [("service", "delete", s, None, s, diff_entry(s, None))
+                            for key, (s, _reals) in current.items() if key not in listed and not protected(s)]
+    return real_deletes + service_deletes + services + reals, drains
+
+
+def requests_of(changes):
+    """The netlink (command, body) of each change; a service's identity is built once."""
+    identities = {}
+    out = []
+    for what, action, service, real, _before, _fields in changes:
+        if what == "service":
+            out.append(service_request(action, service))
+        else:
+            key = service_key(service)
+            if key not in identities:
+                identities[key] = nla(ATTR_SERVICE, service_attributes(service, full=False))
+            out.append(real_request(action, service, real, identities[key]))
+    return out
+
+
+def describe(change):
+    what, action, service, real, _before, fields = change
+    return {"action": action, "service": describe_service(service_key(service)),
+            "real": f"{real['address']}:{real['port']}" if real else None, "fields": fields}
+
+
+def label(change):
+    _what, _action, service, real, _before, _fields = change
+    text = describe_service(service_key(service))
+    return f"{text} -> {real['address']}:{real['port']}" if real else text
+
+
+def deletion(service, real):
+    return ("real", "delete", service, real, real, diff_entry(real, None))
+
+
+def drain(module, table, drains):
+    """After the writes: wait (all within drain_timeout) until each of DRAINS [(service, real)]
+    has no connections, then remove it; the changes made and the report."""
+    deadline = time.monotonic() + module.params["drain_timeout"]
+    changes, report, stuck = [], [], []
+    for service, real in drains:
+        started = time.monotonic()
+        counts = table.wait_drained(service, real_key(real), max(0.0, deadline - started))
+        left = {k: (counts or {}).get(k, 0) for k in ("active_connections", "inactive_connections")}
+        entry = {"service": describe_service(service_key(service)), "real": f"{real['address']}:{real['port']}",
+                 "waited": round(time.monotonic() - started, 1), **left}
+        report.append(entry)
+        if counts is None:
+            continue  # someone else removed it while we waited
+        if sum(left.values()):
+            stuck.append(entry)
+            continue
+        change = deletion(service, real)
+        code = table.write(requests_of([change]))[0]
+        if code:
+            module.fail_json(msg=f"{label(change)}: {explain_netlink_error('real', 'delete', code)}", changed=True, drained=report)
+        changes.append(change)
+    if stuck:
+        names = ", ".join(f"{e['real']} of {e['service']} ({e['active_connections']} active, {e['inactive_connections']} inactive)" for e in stuck)
+        module.fail_json(msg=f"timed out after {module.params['drain_timeout']}s draining {names}: they stay in the table at weight 0 "
+                         "(raise drain_timeout, or use state=absent to remove them with their connections)", changed=True, drained=report)
+    return changes, report
+
+
+def seconds_since_exec():
+    """How long this process has run: Python's and Ansible's start-up, the imports and the work."""
+    with open("/proc/self/stat") as stat:
+        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    try:
+        wanted = wanted_table(params["services"])
+        if params["protected"] and params["state"] != "exact":
+            raise IPVSInputError("protected: only state=exact removes services, so protected needs state: exact")
+        protected = protection(params["protected"])
+    except IPVSInputError as exc:
+        module.fail_json(msg=str(exc))
+
+    table = IPVSTable(module)
+    t_read = time.perf_counter()
+    current = table.read()
+    t_plan = time.perf_counter()
+    changes, drains = plan_table(current, wanted, params["state"] == "exact", protected)
+    t_apply = time.perf_counter()
+    drained = []
+    if changes and not module.check_mode:
+        results = table.write(requests_of(changes))
+        failed = [i for i, code in enumerate(results) if code]
+        if failed:
+            first = changes[failed[0]]
+            applied = [describe(c) for c, code in zip(changes, results, strict=True) if code == 0]
+            module.fail_json(
+                msg=f"{label(first)}: {explain_netlink_error(first[0], first[1], results[failed[0]])}; "
+                f"of {len(changes)} writes {len(applied)} were applied, {len(failed)} refused and {results.count(None)} not sent "
+                "(see applied and refused)",
+                changed=bool(applied), applied=applied,
+                refused=[{**describe(changes[i]), "errno": results[i]} for i in failed],
+            )
+    if module.check_mode:
+        changes += [deletion(service, real) for service, real in drains]
+    else:
+        more, drained = drain(module, table, drains)
+        changes += more
+    t_done = time.perf_counter()
+    table.close()
+
+    summary = {what: {a: 0 for a in ("add", "set", "delete")} for what in ("services", "reals")}
+    for change in changes:
+        summary[f"{change[0]}s"][change[1]] += 1
+    result = dict(
+        changed=bool(changes),
+        summary=summary,
+        changes=[describe(c) for c in changes],
+        metrics={
+            "read_seconds": round(t_plan - t_read, 3),
+            "plan_seconds": round(t_apply - t_plan, 3),
+            "apply_seconds": round(t_done - t_apply, 3),
+            "total_seconds": round(seconds_since_exec(), 2),
+            "netlink_requests": table.nl.requests,
+            "netlink_writes": table.writes,
+            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "entries": sum(1 + len(reals) for _s, _state, reals in wanted),
+        },
+    )
+    if drained:
+        result["drained"] = drained
+    if module._diff:
+        result["diff"] = {
+            "before": {label(c): c[4] for c in changes if c[4]},
+            "after": {label(c): c[3] or c[2] for c in changes if c[1] != "delete"},
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
