@@ -13,8 +13,8 @@ Every case is run against three ways of doing the same job, in one network names
      calls and extrapolated to all of them.
 
 Also timed: ipvsadm -Sn on the case's starting table (the read that A's read and plan are
-compared with). Prints a markdown table of medians and ratios to B; the JSON of every run goes
-to build/bench/table.json.
+compared with). Prints a markdown table of medians and ratios to B; it and the JSON of every run
+go to build/bench/ (table.md, table.json).
 """
 
 from __future__ import annotations
@@ -258,6 +258,7 @@ def main():
     parser.add_argument("--cases", default="1,2,3,4,5", help="which cases, e.g. 1,2,3 (default all)")
     parser.add_argument("--sample", type=int, default=200, help="ipvsadm calls timed for C (default 200)")
     parser.add_argument("--shrink", type=int, default=1, help="divide the number of services by this, for a quick check (default 1)")
+    parser.add_argument("--out", default="build/bench", help="where table.md and table.json go, under the project (default build/bench)")
     args = parser.parse_args()
     if min(args.runs, args.sample, args.shrink) < 1:
         parser.error("--runs, --sample and --shrink must be at least 1")
@@ -282,7 +283,7 @@ def main():
     report = markdown(results, args.sample)
     if args.shrink > 1:
         report = f"(a quick check: every table has 1/{args.shrink} of its services)\n\n{report}"
-    out = PROJECT / "build" / "bench"
+    out = PROJECT / args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(results, indent=1))
     (out / "table.md").write_text(report + "\n")

@@ -487,6 +487,20 @@ class IPVSTable:
         self.writes += results.count(0)
         return results
 
+    def drain_real(self, service, real, timeout):
+        """Quiesce REAL (weight 0) unless it is, wait up to TIMEOUT seconds for the kernel to show
+        no connections for it, and remove it if so: {removed, waited, active_connections,
+        inactive_connections}. Not removed means it stays in the table at weight 0."""
+        if real["weight"]:
+            self.apply_real("set", service, {**real, "weight": 0})
+        started = time.monotonic()
+        counts = self.wait_drained(service, real_key(real), timeout)
+        left = {k: (counts or {}).get(k, 0) for k in ("active_connections", "inactive_connections")}
+        removed = not sum(left.values())
+        if counts is not None and removed:  # None: someone else removed it while we waited
+            self.apply_real("delete", service, real)
+        return {"removed": removed, "waited": round(time.monotonic() - started, 1), **left}
+
     def wait_drained(self, service, key, timeout, interval=1.0):
         """Poll until the real server KEY has no active and no inactive connections, or
         TIMEOUT seconds pass; its last counts."""

@@ -173,8 +173,6 @@ drain:
       type: int
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
@@ -191,32 +189,22 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
 
 def drain(module, table, service, before):
     """Quiesce, wait for the connections to end, remove; the module's result."""
-    key = real_key(before)
     result = {"changed": True, "action": "delete", "changed_fields": sorted(before), "real": {}}
     if module._diff:
         result["diff"] = {"before": before, "after": {}}
     if module.check_mode:
         return result
-    if before["weight"] != 0:
-        table.apply_real("set", service, {**before, "weight": 0})
-    started = time.monotonic()
-    counts = table.wait_drained(service, key, module.params["drain_timeout"])
-    waited = round(time.monotonic() - started, 1)
-    if counts is None:  # someone else removed it while we waited
-        result["drain"] = {"removed": True, "waited": waited, "active_connections": 0, "inactive_connections": 0}
-        return result
-    left = {k: counts[k] for k in ("active_connections", "inactive_connections")}
-    if sum(left.values()):
+    report = table.drain_real(service, before, module.params["drain_timeout"])
+    if not report["removed"]:
         module.fail_json(
-            msg=f"timed out after {waited}s draining {before['address']}:{before['port']}: {left['active_connections']} active and "
-            f"{left['inactive_connections']} inactive connections left; it stays in the table at weight 0 (raise drain_timeout, "
+            msg=f"timed out after {report['waited']}s draining {before['address']}:{before['port']}: {report['active_connections']} active "
+            f"and {report['inactive_connections']} inactive connections left; it stays in the table at weight 0 (raise drain_timeout, "
             "or use state=absent to remove it with its connections)",
             changed=True,
-            drain={"removed": False, "waited": waited, **left},
+            drain=report,
             real={**before, "weight": 0},
         )
-    table.apply_real("delete", service, before)
-    result["drain"] = {"removed": True, "waited": waited, **left}
+    result["drain"] = report
     return result
 
 

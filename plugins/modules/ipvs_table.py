@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ipvs_table
 short_description: Converge many IPVS virtual services and their real servers in one task
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Makes the kernel's IP Virtual Server (IPVS) table hold the listed virtual services with exactly the listed real
     servers, in one task, for tables of any size (10,000 services with 5 real servers each, for example).
@@ -225,11 +225,11 @@ changes:
   sample:
     - {action: set, service: tcp 172.25.8.100:80, real: "172.25.8.2:80", fields: [weight]}
 drained:
-  description: The real servers drained - how long the wait took and the connections left when they were removed.
+  description: The real servers drained - whether they were removed, how long the wait took and the connections left.
   returned: when a real server was drained
   type: list
   elements: dict
-  sample: [{service: tcp 172.25.8.100:80, real: "172.25.8.2:80", waited: 4.0, active_connections: 0, inactive_connections: 0}]
+  sample: [{service: tcp 172.25.8.100:80, real: "172.25.8.2:80", removed: true, waited: 4.0, active_connections: 0, inactive_connections: 0}]
 applied:
   description: When the kernel refused a write - the writes it carried out (as in RV(changes)).
   returned: failure, after a refused write
@@ -443,27 +443,16 @@ def deletion(service, real):
 
 
 def drain(module, table, drains):
-    """After the writes: wait (all within drain_timeout) until each of DRAINS [(service, real)]
-    has no connections, then remove it; the changes made and the report."""
+    """After the writes (which set their weight to 0): wait, all within drain_timeout, until each
+    of DRAINS [(service, real)] has no connections, then remove it; the changes and the report."""
     deadline = time.monotonic() + module.params["drain_timeout"]
-    changes, report, stuck = [], [], []
+    changes, report = [], []
     for service, real in drains:
-        started = time.monotonic()
-        counts = table.wait_drained(service, real_key(real), max(0.0, deadline - started))
-        left = {k: (counts or {}).get(k, 0) for k in ("active_connections", "inactive_connections")}
-        entry = {"service": describe_service(service_key(service)), "real": f"{real['address']}:{real['port']}",
-                 "waited": round(time.monotonic() - started, 1), **left}
-        report.append(entry)
-        if counts is None:
-            continue  # someone else removed it while we waited
-        if sum(left.values()):
-            stuck.append(entry)
-            continue
-        change = deletion(service, real)
-        code = table.write(requests_of([change]))[0]
-        if code:
-            module.fail_json(msg=f"{label(change)}: {explain_netlink_error('real', 'delete', code)}", changed=True, drained=report)
-        changes.append(change)
+        done = table.drain_real(service, {**real, "weight": 0}, max(0.0, deadline - time.monotonic()))
+        report.append({"service": describe_service(service_key(service)), "real": f"{real['address']}:{real['port']}", **done})
+        if done["removed"]:
+            changes.append(deletion(service, real))
+    stuck = [e for e in report if not e["removed"]]
     if stuck:
         names = ", ".join(f"{e['real']} of {e['service']} ({e['active_connections']} active, {e['inactive_connections']} inactive)" for e in stuck)
         module.fail_json(msg=f"timed out after {module.params['drain_timeout']}s draining {names}: they stay in the table at weight 0 "

@@ -41,7 +41,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_every_module_is_installed(installed):
-    assert MODULES == ["arptables_rule", "ipvs_info", "ipvs_real", "ipvs_service"]
+    assert MODULES == ["arptables_rule", "ipvs_info", "ipvs_real", "ipvs_service", "ipvs_table"]
     listed = json.loads(ansible("ansible-doc", "--list", "--json", "lvs.dr", env=installed))
     assert sorted(listed) == [f"lvs.dr.{m}" for m in MODULES]
 

@@ -99,8 +99,8 @@ def test_absent_service_and_real_and_drained_without_connections(netns, run_modu
     wanted[2]["reals"][1]["state"] = "drained"
     result = run_module("ipvs_table", {"services": wanted}, netns=netns)
     assert result["summary"] == {"services": {"add": 0, "set": 0, "delete": 1}, "reals": {"add": 0, "set": 1, "delete": 2}}, result
-    assert result["drained"] == [{"service": f"tcp {VIP}:82", "real": "198.51.100.2:82", "waited": result["drained"][0]["waited"],
-                                  "active_connections": 0, "inactive_connections": 0}]
+    assert result["drained"] == [{"service": f"tcp {VIP}:82", "real": "198.51.100.2:82", "removed": True,
+                                  "waited": result["drained"][0]["waited"], "active_connections": 0, "inactive_connections": 0}]
     want = [line for line in expected() if f"{VIP}:80" not in line
             and line not in (f"-a -t {VIP}:81 -r 198.51.100.1:81 -g -w 1", f"-a -t {VIP}:82 -r 198.51.100.2:82 -g -w 1")]
     assert saved(netns) == sorted(want)

@@ -1,0 +1,114 @@
+"""Unit tests of ipvs_table's planning: which writes, in which order, for a wanted table against
+the kernel's (a dict here; the lab's integration tests use the real one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs import IPVSInputError, real_key, service_key
+from ansible_collections.lvs.dr.plugins.modules import ipvs_table
+
+REAL_DEFAULTS = {"port": None, "forwarding_method": "dr", "tunnel_type": None, "tunnel_port": None, "tunnel_checksum": None,
+                 "weight": 1, "upper_threshold": 0, "lower_threshold": 0, "state": "present"}
+SERVICE_DEFAULTS = {"protocol": None, "port": None, "fwmark": None, "family": None, "scheduler": "rr", "persistent_timeout": 0,
+                    "persistent_netmask": None, "persistence_engine": None, "scheduler_flags": None, "one_packet": False,
+                    "state": "present", "reals": []}
+
+
+def services(spec):
+    """Module parameters from {port: [(last octet, weight[, state])], ...} on VIP 10.0.0.1."""
+    return [{**SERVICE_DEFAULTS, "address": "10.0.0.1", "port": port,
+             "reals": [{**REAL_DEFAULTS, "address": f"10.0.1.{r[0]}", "weight": r[1], "state": r[2] if len(r) > 2 else "present"}
+                       for r in reals]} for port, reals in spec.items()]
+
+
+def kernel(spec):
+    """The kernel's table, as IPVSTable.read() gives it, for the same kind of SPEC."""
+    out = {}
+    for service, _state, reals in ipvs_table.wanted_table(services(spec)):
+        out[service_key(service)] = (service, {real_key(r): r for r, _s in reals})
+    return out
+
+
+def plan(current, wanted, exact=False, protected=()):
+    changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), exact,
+                                            ipvs_table.protection(list(protected)))
+    return [(c[1], c[2]["port"], c[3]["address"] if c[3] else None, c[5]) for c in changes], [(s["port"], r["address"]) for s, r in drains]
+
+
+SERVICE_FIELDS = ("family", "protocol", "address", "port", "fwmark", "scheduler", "persistent_timeout", "persistent_netmask",
+                  "persistence_engine", "scheduler_flags", "one_packet")
+REAL_FIELDS = ("address", "port", "forwarding_method", "weight", "upper_threshold", "lower_threshold", "tunnel_type", "tunnel_port",
+               "tunnel_checksum")
+
+
+def test_nothing_to_do_is_no_write():
+    table = {80: [(1, 1), (2, 1)], 81: [(1, 1)]}
+    assert plan(table, table) == ([], [])
+
+
+def test_one_weight_is_one_set():
+    assert plan({80: [(1, 1), (2, 1)]}, {80: [(1, 1), (2, 5)]}) == ([("set", 80, "10.0.1.2", ["weight"])], [])
+
+
+def test_order_is_real_deletes_service_deletes_services_then_reals():
+    current = {80: [(1, 1), (2, 1)], 81: [(1, 1)]}
+    wanted = {80: [(1, 1), (3, 1)], 82: [(1, 1)]}
+    assert plan(current, wanted, exact=True)[0] == [
+        ("delete", 80, "10.0.1.2", sorted(REAL_FIELDS)),
+        ("delete", 81, None, sorted(SERVICE_FIELDS)),
+        ("add", 82, None, sorted(SERVICE_FIELDS)),
+        ("add", 80, "10.0.1.3", sorted(REAL_FIELDS)),
+        ("add", 82, "10.0.1.1", sorted(REAL_FIELDS)),
+    ]
+
+
+def test_present_leaves_unlisted_entries_alone():
+    assert plan({80: [(1, 1), (2, 1)], 81: [(1, 1)]}, {80: [(1, 1)]}) == ([], [])
+
+
+def test_protected_services_survive_exact():
+    current = {80: [(1, 1)], 443: [(1, 1)], 8080: [(1, 1)]}
+    changes, _ = plan(current, {80: [(1, 1)]}, exact=True, protected=[{"address": "10.0.0.0/24", "port": 443}])
+    assert changes == [("delete", 8080, None, sorted(SERVICE_FIELDS))]
+
+
+def test_drained_goes_to_weight_zero_then_waits():
+    assert plan({80: [(1, 1), (2, 3)]}, {80: [(1, 1), (2, 3, "drained")]}) == ([("set", 80, "10.0.1.2", ["weight"])], [(80, "10.0.1.2")])
+    # already at weight 0: only the wait; already gone: nothing
+    assert plan({80: [(1, 1), (2, 0)]}, {80: [(1, 1), (2, 0, "drained")]}) == ([], [(80, "10.0.1.2")])
+    assert plan({80: [(1, 1)]}, {80: [(1, 1), (2, 1, "drained")]}) == ([], [])
+
+
+def test_absent_service_is_one_delete_whatever_its_reals():
+    wanted = services({80: [(1, 1)]})
+    wanted[0]["state"] = "absent"
+    changes, _ = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), False, ipvs_table.protection([]))
+    assert [(c[0], c[1]) for c in changes] == [("service", "delete")]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([{**SERVICE_DEFAULTS, "address": "10.0.0.1", "port": 80}] * 2, "services[1] (tcp 10.0.0.1:80): listed twice, also as services[0]"),
+        (services({80: [(1, 1), (1, 2)]}), "services[0] (tcp 10.0.0.1:80).reals[1]: 10.0.1.1:80 is listed twice, also as reals[0]"),
+        (services({80: [(1, -1)]}), "services[0] (tcp 10.0.0.1:80).reals[0]: weight: -1 is out of range"),
+        ([{**SERVICE_DEFAULTS, "address": "10.0.0.1", "port": 0}], "services[0]: port: 0 is out of range"),
+    ],
+)
+def test_bad_entries_are_named(spec, message):
+    with pytest.raises(IPVSInputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+        ipvs_table.wanted_table(spec)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"address": None, "port": None, "protocol": None, "fwmark": None}, "protected[0]: empty"),
+        ({"address": "10.0.0.0/33", "port": None, "protocol": None, "fwmark": None}, "protected[0].address: '10.0.0.0/33'"),
+        ({"address": "10.0.0.1", "port": None, "protocol": None, "fwmark": 3}, "protected[0]: fwmark names a firewall-mark service"),
+    ],
+)
+def test_bad_protected_entries_are_named(entry, message):
+    with pytest.raises(IPVSInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ipvs_table.protection([entry])
