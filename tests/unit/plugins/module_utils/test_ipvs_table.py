@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_table as ipvs_table
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import IPVSInputError, real_key, service_key
-from ansible_collections.lvs.dr.plugins.modules import ipvs_table
 
 REAL_DEFAULTS = {"port": None, "forwarding_method": "dr", "tunnel_type": None, "tunnel_port": None, "tunnel_checksum": None,
                  "weight": 1, "upper_threshold": 0, "lower_threshold": 0, "state": "present"}
