@@ -272,21 +272,22 @@ def main():
                  ["addr", "add", "198.19.255.254/15", "dev", "bench0"], ["link", "set", "bench0", "up"]):
         subprocess.run(["ip", "-n", NS, *argv], check=True)
     results = []
+    out = PROJECT / args.out
+    out.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="lvs-bench-") as workdir:
             bench = Bench(workdir, args.sample)
             for number in cases:
                 say(f"case {number}: {CASES[number][0]}")
                 results.append(run_case(bench, number, args.runs, args.shrink))
+                # after each case, so that a failure later keeps what was measured
+                report = markdown(results, args.sample)
+                if args.shrink > 1:
+                    report = f"(a quick check: every table has 1/{args.shrink} of its services)\n\n{report}"
+                (out / "table.json").write_text(json.dumps(results, indent=1))
+                (out / "table.md").write_text(report + "\n")
     finally:
         subprocess.run(["ip", "netns", "del", NS], check=False)
-    report = markdown(results, args.sample)
-    if args.shrink > 1:
-        report = f"(a quick check: every table has 1/{args.shrink} of its services)\n\n{report}"
-    out = PROJECT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps(results, indent=1))
-    (out / "table.md").write_text(report + "\n")
     print(report)
 
 
