@@ -135,6 +135,37 @@ def service_identity_options(prefix=""):
     )
 
 
+def service_options():
+    """The options that describe a service besides its identity, with its state: ipvs_service's,
+    and those of each of ipvs_table's services."""
+    return dict(
+        scheduler=dict(type="str", choices=list(SCHEDULERS), default="wlc"),
+        persistent_timeout=dict(type="int", default=0),
+        persistent_netmask=dict(type="str"),
+        persistence_engine=dict(type="str", choices=list(PERSISTENCE_ENGINES)),
+        scheduler_flags=dict(type="list", elements="str", choices=["sh-fallback", "sh-port", "mh-fallback", "mh-port"]),
+        one_packet=dict(type="bool", default=False),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+
+
+def real_options():
+    """The options that describe a real server, with its state: ipvs_real's, and those of each of
+    ipvs_table's reals."""
+    return dict(
+        address=dict(type="str", required=True, aliases=["rip"]),
+        port=dict(type="int"),
+        forwarding_method=dict(type="str", choices=["dr", "gatewaying", "route", "nat", "masquerading", "tunnel"], default="dr"),
+        tunnel_type=dict(type="str", choices=list(TUNNEL_TYPES)),
+        tunnel_port=dict(type="int"),
+        tunnel_checksum=dict(type="str", choices=list(TUNNEL_CHECKSUMS)),
+        weight=dict(type="int", default=1),
+        upper_threshold=dict(type="int", default=0),
+        lower_threshold=dict(type="int", default=0),
+        state=dict(type="str", choices=["present", "absent", "drained"], default="present"),
+    )
+
+
 def service_key_from(params, prefix=""):
     """The identity of a service, from ipvs_service's options (prefix "") or ipvs_real's
     (prefix "service_"): (family, protocol, address, port, fwmark)."""

@@ -156,12 +156,12 @@ changed_fields:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
-    SCHEDULERS,
     IPVSInputError,
     IPVSTable,
     converge_entry,
     service_identity_options,
     service_key,
+    service_options,
     want_service,
 )
 
@@ -171,13 +171,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             identity.pop("argument_spec"),
-            scheduler=dict(type="str", choices=list(SCHEDULERS), default="wlc"),
-            persistent_timeout=dict(type="int", default=0),
-            persistent_netmask=dict(type="str"),
-            persistence_engine=dict(type="str", choices=["sip"]),
-            scheduler_flags=dict(type="list", elements="str", choices=["sh-fallback", "sh-port", "mh-fallback", "mh-port"]),
-            one_packet=dict(type="bool", default=False),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            **service_options(),
         ),
         supports_check_mode=True,
         **identity,

@@ -259,13 +259,14 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
-    SCHEDULERS,
     IPVSInputError,
     IPVSTable,
     describe_service,
     explain_netlink_error,
+    real_options,
     service_identity_options,
     service_key,
+    service_options,
 )
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_table import (
     deletion,
@@ -280,29 +281,7 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs_table import (
 
 def argument_spec():
     identity = service_identity_options()
-    real = dict(
-        address=dict(type="str", required=True, aliases=["rip"]),
-        port=dict(type="int"),
-        forwarding_method=dict(type="str", choices=["dr", "gatewaying", "route", "nat", "masquerading", "tunnel"], default="dr"),
-        tunnel_type=dict(type="str", choices=["ipip", "gue", "gre"]),
-        tunnel_port=dict(type="int"),
-        tunnel_checksum=dict(type="str", choices=["nocsum", "csum", "remcsum"]),
-        weight=dict(type="int", default=1),
-        upper_threshold=dict(type="int", default=0),
-        lower_threshold=dict(type="int", default=0),
-        state=dict(type="str", choices=["present", "absent", "drained"], default="present"),
-    )
-    service = dict(
-        identity.pop("argument_spec"),
-        scheduler=dict(type="str", choices=list(SCHEDULERS), default="wlc"),
-        persistent_timeout=dict(type="int", default=0),
-        persistent_netmask=dict(type="str"),
-        persistence_engine=dict(type="str", choices=["sip"]),
-        scheduler_flags=dict(type="list", elements="str", choices=["sh-fallback", "sh-port", "mh-fallback", "mh-port"]),
-        one_packet=dict(type="bool", default=False),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        reals=dict(type="list", elements="dict", default=[], options=real),
-    )
+    service = dict(identity.pop("argument_spec"), **service_options(), reals=dict(type="list", elements="dict", default=[], options=real_options()))
     return dict(
         services=dict(type="list", elements="dict", required=True, options=service, **identity),
         state=dict(type="str", choices=["present", "exact"], default="present"),
