@@ -102,16 +102,42 @@ def play(step_reals, venv):
     out = PROJECT / "build" / "bench"
     playbook, record = out / "load-step.yml", out / "load-step.jsonl"
     record.unlink(missing_ok=True)
-    playbook.write_text(json.dumps([{
-        "hosts": "directors", "gather_facts": False,
-        "tasks": [{"name": "Change the seed service", "vars": {"ansible_python_interpreter": f"{venv}/bin/python"},
-                   "lvs.dr.ipvs_table": {"services": [{"protocol": "tcp", "address": VIP, "port": PORT, "scheduler": "rr",
-                                                       "reals": step_reals}], "drain_timeout": 60}}],
-    }]))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "LVS_BENCH_METRICS": str(record),
-           "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "bench" / "callback_plugins"), "ANSIBLE_CALLBACKS_ENABLED": "lvs_bench_metrics"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), str(playbook), "-i", "inventories/lab"],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, check=False)
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "directors",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Change the seed service",
+                            "vars": {"ansible_python_interpreter": f"{venv}/bin/python"},
+                            "lvs.dr.ipvs_table": {
+                                "services": [{"protocol": "tcp", "address": VIP, "port": PORT, "scheduler": "rr", "reals": step_reals}],
+                                "drain_timeout": 60,
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "LVS_BENCH_METRICS": str(record),
+        "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "bench" / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "lvs_bench_metrics",
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook), "-i", "inventories/lab"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode or not record.exists():
         raise SystemExit(f"the step's playbook failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     return json.loads(record.read_text().splitlines()[-1])
@@ -132,18 +158,20 @@ def main():
     timeouts = docker("exec", "director", "ipvsadm", "-L", "--timeout").split(":")[-1].split()
     docker("exec", "director", "ipvsadm", "--set", timeouts[0], "5", timeouts[2])
     say(f"load: {args.rate:g} requests/s to http://{VIP}/ from the client, each on a new connection")
-    load = subprocess.Popen(["docker", "exec", "client", "python3", "-c", LOAD, VIP, str(PORT), str(args.rate),
-                             str(args.max_seconds), STOP_FILE], stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        ["docker", "exec", "client", "python3", "-c", LOAD, VIP, str(PORT), str(args.rate), str(args.max_seconds), STOP_FILE], stdout=subprocess.PIPE, text=True
+    )
     steps = []
     try:
         time.sleep(args.pause)
         for name, title, step_reals in STEPS:
             begin = time.time()
             result = play(step_reals, args.venv)
-            steps.append({"step": name, "title": title, "begin": begin, "end": time.time(), "changes": result["changes"],
-                          "drained": result.get("drained")})
-            say(f"{name}: {title}: {len(result['changes'])} writes in {time.time() - begin:.1f}s"
-                + (f", drained after {result['drained'][0]['waited']}s" if result.get("drained") else ""))
+            steps.append({"step": name, "title": title, "begin": begin, "end": time.time(), "changes": result["changes"], "drained": result.get("drained")})
+            say(
+                f"{name}: {title}: {len(result['changes'])} writes in {time.time() - begin:.1f}s"
+                + (f", drained after {result['drained'][0]['waited']}s" if result.get("drained") else "")
+            )
             time.sleep(args.pause)
     finally:
         docker("exec", "client", "touch", STOP_FILE)
@@ -164,22 +192,35 @@ def summarise(load, steps, args):
     phases = [("before", load["begin"], steps[0]["begin"])]
     phases += [(s["step"], s["begin"], nxt["begin"]) for s, nxt in zip(steps, steps[1:], strict=False)]
     phases.append((steps[-1]["step"], steps[-1]["begin"], load["end"]))
-    lines = [f"Load: {args.rate:g} requests/s for {load['end'] - load['begin']:.0f} s to http://{VIP}/ (the VIP only), each on a new "
-             "connection, from the lab's client.", "",
-             "| requests | count |", "|---|---|", f"| sent | {len(results)} |", f"| answered (200) | {len(results) - len(failed)} |",
-             f"| failed | {len(failed)} |", f"| of which reset | {kinds['reset']} |", f"| of which refused | {kinds['refused']} |",
-             f"| of which timed out | {kinds['timeout']} |", f"| of which other | {len(failed) - sum(kinds.values())} |", "",
-             "| phase (from its step's start) | step took | writes | requests | rs1 | rs2 | failed |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Load: {args.rate:g} requests/s for {load['end'] - load['begin']:.0f} s to http://{VIP}/ (the VIP only), each on a new "
+        "connection, from the lab's client.",
+        "",
+        "| requests | count |",
+        "|---|---|",
+        f"| sent | {len(results)} |",
+        f"| answered (200) | {len(results) - len(failed)} |",
+        f"| failed | {len(failed)} |",
+        f"| of which reset | {kinds['reset']} |",
+        f"| of which refused | {kinds['refused']} |",
+        f"| of which timed out | {kinds['timeout']} |",
+        f"| of which other | {len(failed) - sum(kinds.values())} |",
+        "",
+        "| phase (from its step's start) | step took | writes | requests | rs1 | rs2 | failed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     by_step = {s["step"]: s for s in steps}
     for name, begin, end in phases:
         inside = [o for t, o in results if begin <= t < end]
         step = by_step.get(name)
         took = f"{step['end'] - step['begin']:.1f} s" if step else "-"
-        writes = ", ".join(f"{c['action']} {c['real']}" + (f" ({', '.join(c['fields'])})" if c["action"] == "set" else "")
-                           for c in step["changes"]) if step else "-"
+        writes = (
+            ", ".join(f"{c['action']} {c['real']}" + (f" ({', '.join(c['fields'])})" if c["action"] == "set" else "") for c in step["changes"]) if step else "-"
+        )
         title = step["title"] if step else "before the changes"
-        lines.append(f"| {name}: {title} | {took} | {writes} | {len(inside)} | {inside.count('rs1')} | {inside.count('rs2')} "
-                     f"| {sum(o not in REALS for o in inside)} |")
+        lines.append(
+            f"| {name}: {title} | {took} | {writes} | {len(inside)} | {inside.count('rs1')} | {inside.count('rs2')} | {sum(o not in REALS for o in inside)} |"
+        )
     drained = by_step["drain"]["drained"] or []
     if drained:
         lines += ["", f"The drain waited {drained[0]['waited']} s for rs2's connections to end (IPVS tcpfin timeout 5 s during the test)."]

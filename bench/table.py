@@ -56,9 +56,10 @@ def address(base, n):
 
 def table(services, reals):
     """SERVICES virtual services 198.18.x.y:80 (wlc), each with REALS real servers 198.19.x.y:80 (DR)."""
-    return [{"address": address(18, i), "port": 80, "scheduler": "wlc",
-             "reals": [{"address": address(19, i * reals + j), "weight": 1} for j in range(reals)]}
-            for i in range(services)]
+    return [
+        {"address": address(18, i), "port": 80, "scheduler": "wlc", "reals": [{"address": address(19, i * reals + j), "weight": 1} for j in range(reals)]}
+        for i in range(services)
+    ]
 
 
 def one_weight_changed(services):
@@ -95,8 +96,9 @@ def per_entry_commands(start, wanted):
         commands.append(["-E" if old is not None else "-A", "-t", vip, "-s", s["scheduler"]])
         listed = {r["address"] for r in s["reals"]}
         commands += [["-d", "-t", vip, "-r", f"{a}:{s['port']}"] for a in (old or {}) if a not in listed]
-        commands += [["-e" if old and r["address"] in old else "-a", "-t", vip, "-r", f"{r['address']}:{s['port']}", "-g",
-                      "-w", str(r["weight"])] for r in s["reals"]]
+        commands += [
+            ["-e" if old and r["address"] in old else "-a", "-t", vip, "-r", f"{r['address']}:{s['port']}", "-g", "-w", str(r["weight"])] for r in s["reals"]
+        ]
     return commands
 
 
@@ -143,10 +145,16 @@ class Bench:
         root.mkdir(parents=True)
         (root / "dr").symlink_to(PROJECT)
         (self.workdir / "play.yml").write_text(PLAY)
-        self.env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(self.workdir / "collections"),
-                    "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_LOCALHOST_WARNING": "false",
-                    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "bench" / "callback_plugins"),
-                    "ANSIBLE_CALLBACKS_ENABLED": "lvs_bench_metrics", "ANSIBLE_NOCOLOR": "1"}
+        self.env = {
+            **os.environ,
+            "ANSIBLE_COLLECTIONS_PATH": str(self.workdir / "collections"),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "bench" / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "lvs_bench_metrics",
+            "ANSIBLE_NOCOLOR": "1",
+        }
 
     def write(self, name, content):
         path = self.workdir / name
@@ -158,8 +166,12 @@ class Bench:
         metrics_file = self.workdir / "metrics.jsonl"
         metrics_file.unlink(missing_ok=True)
         started = time.perf_counter()
-        proc = in_ns([str(Path(sys.executable).parent / "ansible-playbook"), "-e", f"@{wanted_vars}", str(self.workdir / "play.yml")],
-                     env={**self.env, "LVS_BENCH_METRICS": str(metrics_file)}, capture_output=True, text=True)
+        proc = in_ns(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-e", f"@{wanted_vars}", str(self.workdir / "play.yml")],
+            env={**self.env, "LVS_BENCH_METRICS": str(metrics_file)},
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - started
         [record] = [json.loads(line) for line in metrics_file.read_text().splitlines()]
         if record.get("failed"):
@@ -206,31 +218,46 @@ def run_case(bench, number, runs, shrink):
         assert saved_table() == expected, f"case {number}: ipvs_table did not make the wanted table"
         c = bench.way_c(start_rules, commands)
         read = bench.read_baseline(start_rules) if start else 0.0
-        for key, value in (("a_playbook", wall), ("a_module", metrics["total_seconds"]),
-                           ("a_read_plan", metrics["read_seconds"] + metrics["plan_seconds"]), ("a_apply", metrics["apply_seconds"]),
-                           ("b", b), ("c", c), ("read", read), ("writes", metrics["netlink_writes"]), ("rss", metrics["peak_rss_kib"])):
+        for key, value in (
+            ("a_playbook", wall),
+            ("a_module", metrics["total_seconds"]),
+            ("a_read_plan", metrics["read_seconds"] + metrics["plan_seconds"]),
+            ("a_apply", metrics["apply_seconds"]),
+            ("b", b),
+            ("c", c),
+            ("read", read),
+            ("writes", metrics["netlink_writes"]),
+            ("rss", metrics["peak_rss_kib"]),
+        ):
             samples[key].append(value)
-        say(f"case {number} run {run}/{runs}: A playbook {wall:.2f}s module {metrics['total_seconds']:.2f}s "
+        say(
+            f"case {number} run {run}/{runs}: A playbook {wall:.2f}s module {metrics['total_seconds']:.2f}s "
             f"(read+plan {samples['a_read_plan'][-1]:.2f}s apply {metrics['apply_seconds']:.2f}s, {metrics['netlink_writes']} writes, "
-            f"{metrics['peak_rss_kib'] // 1024} MiB); B {b:.2f}s; C {c:.1f}s (from {min(len(commands), bench.sample)} calls); -Sn {read:.2f}s")
+            f"{metrics['peak_rss_kib'] // 1024} MiB); B {b:.2f}s; C {c:.1f}s (from {min(len(commands), bench.sample)} calls); -Sn {read:.2f}s"
+        )
     medians = {k: statistics.median(v) for k, v in samples.items()}
-    return {"case": number, "title": title, "entries": len(expected), "commands": len(commands), "runs": runs,
-            "samples": samples, "medians": medians}
+    return {"case": number, "title": title, "entries": len(expected), "commands": len(commands), "runs": runs, "samples": samples, "medians": medians}
 
 
 def markdown(results, sample):
-    out = ["| case | entries | B: ipvsadm-restore | A: module (its own time) | A/B | A: ansible-playbook | playbook/B "
-           "| C: ipvsadm per entry* | C/B | A read+plan | ipvsadm -Sn | A netlink writes | A peak RSS |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| case | entries | B: ipvsadm-restore | A: module (its own time) | A/B | A: ansible-playbook | playbook/B "
+        "| C: ipvsadm per entry* | C/B | A read+plan | ipvsadm -Sn | A netlink writes | A peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         m = r["medians"]
         read = f"{m['read']:.2f} s" if m["read"] else "-"
-        out.append(f"| ({r['case']}) {r['title']} | {r['entries']:,} | {m['b']:.2f} s | {m['a_module']:.2f} s | {m['a_module'] / m['b']:.2f}x "
-                   f"| {m['a_playbook']:.2f} s | {m['a_playbook'] / m['b']:.2f}x | {m['c']:.0f} s | {m['c'] / m['b']:.0f}x "
-                   f"| {m['a_read_plan']:.2f} s | {read} | {int(m['writes'])} | {m['rss'] / 1024:.0f} MiB |")
+        out.append(
+            f"| ({r['case']}) {r['title']} | {r['entries']:,} | {m['b']:.2f} s | {m['a_module']:.2f} s | {m['a_module'] / m['b']:.2f}x "
+            f"| {m['a_playbook']:.2f} s | {m['a_playbook'] / m['b']:.2f}x | {m['c']:.0f} s | {m['c'] / m['b']:.0f}x "
+            f"| {m['a_read_plan']:.2f} s | {read} | {int(m['writes'])} | {m['rss'] / 1024:.0f} MiB |"
+        )
     out.append("")
-    out.append(f"Medians of {results[0]['runs']} runs. *C: the mean of the first {sample} ipvsadm calls, times the number of calls "
-               "(one per entry of the wanted table, plus one per removal).")
+    out.append(
+        f"Medians of {results[0]['runs']} runs. *C: the mean of the first {sample} ipvsadm calls, times the number of calls "
+        "(one per entry of the wanted table, plus one per removal)."
+    )
     by_case = {r["case"]: r["medians"] for r in results}
     checks = []
     if 1 in by_case:
@@ -268,8 +295,12 @@ def main():
     subprocess.run(["ip", "netns", "del", NS], stderr=subprocess.DEVNULL, check=False)
     subprocess.run(["ip", "netns", "add", NS], check=True)
     # The kernel takes only real servers it has a unicast route to: one link on 198.18.0.0/15.
-    for argv in (["link", "set", "lo", "up"], ["link", "add", "bench0", "type", "dummy"],
-                 ["addr", "add", "198.19.255.254/15", "dev", "bench0"], ["link", "set", "bench0", "up"]):
+    for argv in (
+        ["link", "set", "lo", "up"],
+        ["link", "add", "bench0", "type", "dummy"],
+        ["addr", "add", "198.19.255.254/15", "dev", "bench0"],
+        ["link", "set", "bench0", "up"],
+    ):
         subprocess.run(["ip", "-n", NS, *argv], check=True)
     results = []
     out = PROJECT / args.out

@@ -189,9 +189,9 @@ def parse_rule(line):
     while index < len(rest):
         token = rest[index]
         field = FIELD_OF_FLAG.get(token)
-        if token == "!" or (field and rest[index + 1:index + 2] == ["!"]):
+        if token == "!" or (field and rest[index + 1 : index + 2] == ["!"]):
             # A negated match (! -d X, or the older -d ! X) is not the plain match this module writes.
-            extra += rest[index:index + 3]
+            extra += rest[index : index + 3]
             index += 3
         elif field and index + 1 < len(rest) and rule[field] is None:
             rule[field] = rest[index + 1]
@@ -201,8 +201,8 @@ def parse_rule(line):
             index += 1
     if rule["mangle_mac_source"] or rule["mangle_mac_destination"]:
         for index in range(len(extra) - 1):
-            if extra[index:index + 2] == HLEN_ARGS:
-                del extra[index:index + 2]
+            if extra[index : index + 2] == HLEN_ARGS:
+                del extra[index : index + 2]
                 break
     rule["extra"] = extra
     for field in ("source", "destination"):
@@ -271,7 +271,7 @@ def diff_rules(wanted, lines, chains, state, action, rule_num, backend):
     position = 1 if rule_num is None else rule_num
     if not 1 <= position <= len(lines) + 1:
         raise ArptablesInputError(f"rule_num: {position} is out of range; chain {chain} has {len(lines)} rules, so use 1 to {len(lines) + 1}")
-    return [["-I", chain, str(position), *args]], [*lines[:position - 1], new, *lines[position - 1:]]
+    return [["-I", chain, str(position), *args]], [*lines[: position - 1], new, *lines[position - 1 :]]
 
 
 # --- backends -----------------------------------------------------------------------------
@@ -350,9 +350,7 @@ class Backend:
         """The full save text."""
         rc, out, err = self.read()
         if rc != 0:
-            self.module.fail_json(
-                msg=f"{' '.join(self.list_command)} failed (rc {rc}): {(err or out).strip()}", backend=self.name, binary=self.binary
-            )
+            self.module.fail_json(msg=f"{' '.join(self.list_command)} failed (rc {rc}): {(err or out).strip()}", backend=self.name, binary=self.binary)
         return out
 
     def apply_changes(self, commands):
@@ -419,9 +417,7 @@ def manage_rule(module):
     save = backend.get_existing_rules()
     before = get_chain_lines(save, wanted["chain"])
     try:
-        commands, after = diff_rules(
-            wanted, before, declared_chains(save, backend.name), params["state"], params["action"], params["rule_num"], backend.name
-        )
+        commands, after = diff_rules(wanted, before, declared_chains(save, backend.name), params["state"], params["action"], params["rule_num"], backend.name)
     except ArptablesInputError as exc:
         module.fail_json(msg=str(exc), backend=backend.name, binary=backend.binary)
 

@@ -205,9 +205,7 @@ def want_service(params):
     flags = sorted(set(params.get("scheduler_flags") or []))
     wrong = [f for f in flags if not f.startswith(f"{scheduler}-")]
     if wrong:
-        raise IPVSInputError(
-            f"scheduler_flags: {', '.join(wrong)} do not apply to scheduler {scheduler}; sh-* go with scheduler sh, mh-* with mh"
-        )
+        raise IPVSInputError(f"scheduler_flags: {', '.join(wrong)} do not apply to scheduler {scheduler}; sh-* go with scheduler sh, mh-* with mh")
     engine = params.get("persistence_engine")
     if engine and not timeout:
         raise IPVSInputError("persistence_engine: a persistence engine needs a persistent service; set persistent_timeout too")
@@ -236,8 +234,7 @@ def want_real(params, service):
         raise IPVSInputError(f"{given}: tunnel options need forwarding_method tunnel, not {method}")
     if family_of(address) != service["family"] and method != "tunnel":
         raise IPVSInputError(
-            f"address: {address} is {family_of(address)} but the service is {service['family']}; "
-            "only forwarding_method tunnel can mix families"
+            f"address: {address} is {family_of(address)} but the service is {service['family']}; only forwarding_method tunnel can mix families"
         )
     port = check_port(params.get("port"), "port", allow_zero=service["fwmark"] is not None)
     if port is None:
@@ -269,8 +266,7 @@ def want_real(params, service):
             raise IPVSInputError(f"{name}: {value} is out of range; use 0 (no threshold) to {U32_MAX} connections")
     if upper and lower > upper:
         raise IPVSInputError(f"lower_threshold: {lower} is above upper_threshold {upper}; it must be lower")
-    return {"address": address, "port": port, "forwarding_method": method, "weight": weight,
-            "upper_threshold": upper, "lower_threshold": lower, **tunnel}
+    return {"address": address, "port": port, "forwarding_method": method, "weight": weight, "upper_threshold": upper, "lower_threshold": lower, **tunnel}
 
 
 # --- diffing --------------------------------------------------------------------------------
@@ -395,9 +391,11 @@ def service_attributes(service, full=True):
     if service["fwmark"] is not None:
         out.append(nl.nla(nl.SVC_FWMARK, nl.U32.pack(service["fwmark"])))
     else:
-        out += [nl.nla(nl.SVC_PROTOCOL, nl.U16.pack(PROTOCOLS[service["protocol"]])),
-                nl.nla(nl.SVC_ADDR, nl.packed_address(af, service["address"])),
-                nl.nla(nl.SVC_PORT, nl.BE16.pack(service["port"]))]
+        out += [
+            nl.nla(nl.SVC_PROTOCOL, nl.U16.pack(PROTOCOLS[service["protocol"]])),
+            nl.nla(nl.SVC_ADDR, nl.packed_address(af, service["address"])),
+            nl.nla(nl.SVC_PORT, nl.BE16.pack(service["port"])),
+        ]
     if full:
         flags = SVC_F_PERSISTENT if service["persistent_timeout"] else 0
         flags |= SVC_F_ONEPACKET if service["one_packet"] else 0
@@ -408,9 +406,11 @@ def service_attributes(service, full=True):
         out.append(nl.nla(nl.SVC_SCHED, service["scheduler"].encode() + b"\0"))
         if service["persistence_engine"]:
             out.append(nl.nla(nl.SVC_PE, service["persistence_engine"].encode() + b"\0"))
-        out += [nl.nla(nl.SVC_FLAGS, nl.FLAGS.pack(flags, U32_MAX & ~SVC_F_HASHED)),
-                nl.nla(nl.SVC_TIMEOUT, nl.U32.pack(service["persistent_timeout"])),
-                nl.nla(nl.SVC_NETMASK, netmask)]
+        out += [
+            nl.nla(nl.SVC_FLAGS, nl.FLAGS.pack(flags, U32_MAX & ~SVC_F_HASHED)),
+            nl.nla(nl.SVC_TIMEOUT, nl.U32.pack(service["persistent_timeout"])),
+            nl.nla(nl.SVC_NETMASK, netmask),
+        ]
     return b"".join(out)
 
 
@@ -419,18 +419,20 @@ def real_attributes(real):
     what it is not given (the tunnel settings too)."""
     af = FAMILIES[family_of(real["address"])]
     tunnel = real["forwarding_method"] == "tunnel"
-    return b"".join((
-        nl.nla(nl.DEST_AF, nl.U16.pack(af)),
-        nl.nla(nl.DEST_ADDR, nl.packed_address(af, real["address"])),
-        nl.nla(nl.DEST_PORT, nl.BE16.pack(real["port"])),
-        nl.nla(nl.DEST_FWD, nl.U32.pack(FORWARDING_METHODS[real["forwarding_method"]])),
-        nl.nla(nl.DEST_WEIGHT, nl.U32.pack(real["weight"])),
-        nl.nla(nl.DEST_U_THRESH, nl.U32.pack(real["upper_threshold"])),
-        nl.nla(nl.DEST_L_THRESH, nl.U32.pack(real["lower_threshold"])),
-        nl.nla(nl.DEST_TUN_TYPE, bytes((TUNNEL_TYPES[real["tunnel_type"]] if tunnel else 0,))),
-        nl.nla(nl.DEST_TUN_PORT, nl.BE16.pack(real["tunnel_port"] or 0 if tunnel else 0)),
-        nl.nla(nl.DEST_TUN_FLAGS, nl.U16.pack(TUNNEL_CHECKSUMS[real["tunnel_checksum"] or "nocsum"] if tunnel else 0)),
-    ))
+    return b"".join(
+        (
+            nl.nla(nl.DEST_AF, nl.U16.pack(af)),
+            nl.nla(nl.DEST_ADDR, nl.packed_address(af, real["address"])),
+            nl.nla(nl.DEST_PORT, nl.BE16.pack(real["port"])),
+            nl.nla(nl.DEST_FWD, nl.U32.pack(FORWARDING_METHODS[real["forwarding_method"]])),
+            nl.nla(nl.DEST_WEIGHT, nl.U32.pack(real["weight"])),
+            nl.nla(nl.DEST_U_THRESH, nl.U32.pack(real["upper_threshold"])),
+            nl.nla(nl.DEST_L_THRESH, nl.U32.pack(real["lower_threshold"])),
+            nl.nla(nl.DEST_TUN_TYPE, bytes((TUNNEL_TYPES[real["tunnel_type"]] if tunnel else 0,))),
+            nl.nla(nl.DEST_TUN_PORT, nl.BE16.pack(real["tunnel_port"] or 0 if tunnel else 0)),
+            nl.nla(nl.DEST_TUN_FLAGS, nl.U16.pack(TUNNEL_CHECKSUMS[real["tunnel_checksum"] or "nocsum"] if tunnel else 0)),
+        )
+    )
 
 
 def service_request(action, service):
@@ -467,8 +469,7 @@ class IPVSTable:
             self.nl = nl.IPVSNetlink(IPVS())
         except Exception as exc:  # pyroute2 raises several types when the family is missing
             module.fail_json(
-                msg="this kernel has no IPVS (the generic netlink family IPVS is missing): "
-                f"load it with 'modprobe ip_vs' (in a container, on the host): {exc}"
+                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing): load it with 'modprobe ip_vs' (in a container, on the host): {exc}"
             )
 
     def close(self):
@@ -487,8 +488,9 @@ class IPVSTable:
     def get_reals(self, service, with_stats=False):
         """[(real, counts)] for every real server of SERVICE."""
         af = FAMILIES[service["family"]]
-        return self.nl.dump(nl.CMD_GET_DEST, nl.nla(nl.ATTR_SERVICE, service_attributes(service, full=False)),
-                            lambda buf, top: real_from_attributes(buf, top, af, with_stats))
+        return self.nl.dump(
+            nl.CMD_GET_DEST, nl.nla(nl.ATTR_SERVICE, service_attributes(service, full=False)), lambda buf, top: real_from_attributes(buf, top, af, with_stats)
+        )
 
     def get_existing_real(self, service, key):
         for entry, counts in self.get_reals(service):
@@ -549,9 +551,11 @@ def explain_netlink_error(what, action, code):
     """Why the kernel refused to ACTION (add, set, delete) a WHAT (service, real), and the fix."""
     what = "real server" if what == "real" else what
     if code == errno.ENOENT and what == "service" and action in ("add", "set"):
-        return ("the kernel could not load the scheduler or persistence engine (module ip_vs_<name>): it is not built "
-                "for this kernel (twos needs Linux 6.2 or later) or modules cannot be loaded here; "
-                "load it with modprobe (in a container, on the host)")
+        return (
+            "the kernel could not load the scheduler or persistence engine (module ip_vs_<name>): it is not built "
+            "for this kernel (twos needs Linux 6.2 or later) or modules cannot be loaded here; "
+            "load it with modprobe (in a container, on the host)"
+        )
     if (code == errno.ESRCH and what == "service") or (code == errno.ENOENT and what == "real server"):
         return f"the {what} is gone from the kernel's table (changed by someone else during this run); run again"
     if code == errno.EEXIST:

@@ -102,15 +102,15 @@ def cstring(buf, a, kind):
     if kind not in a:
         return None
     off, size = a[kind]
-    return bytes(buf[off:off + size]).split(b"\0", 1)[0].decode() or None
+    return bytes(buf[off : off + size]).split(b"\0", 1)[0].decode() or None
 
 
 def address(af, buf, off):
     """The address at buf[off:] (union nf_inet_addr) as text, compressed like ipaddress does."""
     if af == socket.AF_INET:
-        return socket.inet_ntop(af, buf[off:off + 4])
+        return socket.inet_ntop(af, buf[off : off + 4])
     # ipaddress, not inet_ntop: the two spell IPv4-mapped IPv6 addresses differently
-    return ipaddress.IPv6Address(bytes(buf[off:off + 16])).compressed
+    return ipaddress.IPv6Address(bytes(buf[off : off + 16])).compressed
 
 
 def packed_address(af, text):
@@ -192,7 +192,7 @@ class IPVSNetlink:
         results = [None] * len(requests)
         for start in range(0, len(requests), WINDOW):
             first_seq = self.seq + 1
-            batch = requests[start:start + WINDOW]
+            batch = requests[start : start + WINDOW]
             self.sock.send(b"".join(self._message(cmd, NLM_F_REQUEST | NLM_F_ACK, body) for cmd, body in batch))
             waiting = len(batch)
             while waiting:
@@ -205,6 +205,6 @@ class IPVSNetlink:
                         results[index] = -_I32.unpack_from(buf, off + 16)[0]
                         waiting -= 1
                     off += (size + 3) & ~3
-            if any(results[start:start + len(batch)]):
+            if any(results[start : start + len(batch)]):
                 break
         return results

@@ -82,9 +82,11 @@ def protection(entries):
         if service["fwmark"] is not None:
             return False
         address = ipaddress.ip_address(service["address"])
-        return (("address" not in rule or (address.version == rule["address"].version and address in rule["address"]))
-                and rule.get("port", service["port"]) == service["port"]
-                and rule.get("protocol", service["protocol"]) == service["protocol"])
+        return (
+            ("address" not in rule or (address.version == rule["address"].version and address in rule["address"]))
+            and rule.get("port", service["port"]) == service["port"]
+            and rule.get("protocol", service["protocol"]) == service["protocol"]
+        )
 
     return lambda service: any(matches(service, rule) for rule in rules)
 
@@ -102,7 +104,8 @@ def plan_table(current, wanted, exact, protected):
         action = plan_entry(before, service, state)
         if action:
             (service_deletes if action == "delete" else services).append(
-                ("service", action, service, None, before, diff_entry(before, None if action == "delete" else service)))
+                ("service", action, service, None, before, diff_entry(before, None if action == "delete" else service))
+            )
         if state == "absent":
             continue
         listed_reals = set()
@@ -122,8 +125,9 @@ def plan_table(current, wanted, exact, protected):
         if exact and before:
             real_deletes += [("real", "delete", service, r, r, diff_entry(r, None)) for k, r in current_reals.items() if k not in listed_reals]
     if exact:
-        service_deletes += [("service", "delete", s, None, s, diff_entry(s, None))
-                            for key, (s, _reals) in current.items() if key not in listed and not protected(s)]
+        service_deletes += [
+            ("service", "delete", s, None, s, diff_entry(s, None)) for key, (s, _reals) in current.items() if key not in listed and not protected(s)
+        ]
     return real_deletes + service_deletes + services + reals, drains
 
 
@@ -144,8 +148,12 @@ def requests_of(changes):
 
 def describe(change):
     what, action, service, real, _before, fields = change
-    return {"action": action, "service": describe_service(service_key(service)),
-            "real": f"{real['address']}:{real['port']}" if real else None, "fields": fields}
+    return {
+        "action": action,
+        "service": describe_service(service_key(service)),
+        "real": f"{real['address']}:{real['port']}" if real else None,
+        "fields": fields,
+    }
 
 
 def label(change):

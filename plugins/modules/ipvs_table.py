@@ -286,9 +286,10 @@ def argument_spec():
         services=dict(type="list", elements="dict", required=True, options=service, **identity),
         state=dict(type="str", choices=["present", "exact"], default="present"),
         protected=dict(
-            type="list", elements="dict", default=[],
-            options=dict(address=dict(type="str"), port=dict(type="int"), protocol=dict(type="str", choices=["tcp", "udp", "sctp"]),
-                         fwmark=dict(type="int")),
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(address=dict(type="str"), port=dict(type="int"), protocol=dict(type="str", choices=["tcp", "udp", "sctp"]), fwmark=dict(type="int")),
         ),
         drain_timeout=dict(type="int", default=300),
     )
@@ -307,8 +308,12 @@ def drain(module, table, drains):
     stuck = [e for e in report if not e["removed"]]
     if stuck:
         names = ", ".join(f"{e['real']} of {e['service']} ({e['active_connections']} active, {e['inactive_connections']} inactive)" for e in stuck)
-        module.fail_json(msg=f"timed out after {module.params['drain_timeout']}s draining {names}: they stay in the table at weight 0 "
-                         "(raise drain_timeout, or use state=absent to remove them with their connections)", changed=True, drained=report)
+        module.fail_json(
+            msg=f"timed out after {module.params['drain_timeout']}s draining {names}: they stay in the table at weight 0 "
+            "(raise drain_timeout, or use state=absent to remove them with their connections)",
+            changed=True,
+            drained=report,
+        )
     return changes, report
 
 
@@ -347,7 +352,8 @@ def main():
                 msg=f"{label(first)}: {explain_netlink_error(first[0], first[1], results[failed[0]])}; "
                 f"of {len(changes)} writes {len(applied)} were applied, {len(failed)} refused and {results.count(None)} not sent "
                 "(see applied and refused)",
-                changed=bool(applied), applied=applied,
+                changed=bool(applied),
+                applied=applied,
                 refused=[{**describe(changes[i]), "errno": results[i]} for i in failed],
             )
     if module.check_mode:

@@ -16,9 +16,7 @@ VIP = "172.25.8.100"
 
 def lab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run scripts/lab with ARGS; the result, whatever its exit code."""
-    return subprocess.run(
-        [str(LAB), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
-    )
+    return subprocess.run([str(LAB), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
 def must(result: subprocess.CompletedProcess[str]) -> str:

@@ -14,7 +14,11 @@ from .conftest import PROJECT
 def test_bench_table_quick_run(lab_env):
     proc = subprocess.run(
         [str(PROJECT / "bench" / "run"), "table", "--runs", "1", "--shrink", "100", "--sample", "5", "--out", "build/bench-quick"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=1200, check=False,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = {r["case"]: r for r in json.loads((PROJECT / "build" / "bench-quick" / "table.json").read_text())}

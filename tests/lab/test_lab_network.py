@@ -26,9 +26,7 @@ def lab_pids(run_dir: Path) -> set[int]:
         leader = int((run_dir / pidfile).read_text())
         out = subprocess.run(["pgrep", "-g", str(leader)], capture_output=True, text=True, check=False).stdout
         pids |= {leader, *map(int, out.split())}
-    check = subprocess.run(
-        ["ssh", "-F", str(run_dir / "ssh_config"), "-O", "check", "lab"], capture_output=True, text=True, check=False
-    )
+    check = subprocess.run(["ssh", "-F", str(run_dir / "ssh_config"), "-O", "check", "lab"], capture_output=True, text=True, check=False)
     pids.add(int(check.stderr.split("pid=")[1].split(")")[0]))
     return pids
 
@@ -90,9 +88,7 @@ def test_proxy_refuses_all_but_the_guest(lab_env: dict[str, str]) -> None:
 def test_pip_in_guest_and_curl_in_container_work_through_the_proxy(lab_env: dict[str, str]) -> None:
     must(lab("run", "--", "pip", "download", "--no-deps", "-q", "-d", "/tmp/lab-pip-check", "pyroute2==0.9.7"))
     # A login shell in a container gets the proxy settings and the host's CA trust.
-    code = must(
-        in_container("client", "sh -lc 'curl -fsS -o /dev/null -w %{http_code} https://pypi.org/simple/pyroute2/'")
-    )
+    code = must(in_container("client", "sh -lc 'curl -fsS -o /dev/null -w %{http_code} https://pypi.org/simple/pyroute2/'"))
     assert code.strip() == "200"
 
 

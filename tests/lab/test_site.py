@@ -18,12 +18,16 @@ def site(lab_env: dict[str, str]) -> tuple[str, dict[str, dict[str, int]]]:
     env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     playbook = subprocess.run(
         [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "playbooks/site.yml", "-i", "inventories/lab"],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False,
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     assert playbook.returncode == 0, playbook.stdout[-5000:] + playbook.stderr[-3000:]
     recap = {
-        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)
+        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)
     }
     return playbook.stdout, recap
 

@@ -83,8 +83,17 @@ def test_create_reports_changed(arptables_rule, netns, backend):
     assert rule_lines(netns, backend) == SEED_LINES[:1]
     assert without_comments(result["save"]) == rule_set(netns, backend)
     assert result["rule"] == {
-        "chain": "INPUT", "jump": "DROP", "source": None, "destination": VIP, "in_interface": None, "out_interface": None,
-        "mangle_ip_source": None, "mangle_ip_destination": None, "mangle_mac_source": None, "mangle_mac_destination": None, "extra": [],
+        "chain": "INPUT",
+        "jump": "DROP",
+        "source": None,
+        "destination": VIP,
+        "in_interface": None,
+        "out_interface": None,
+        "mangle_ip_source": None,
+        "mangle_ip_destination": None,
+        "mangle_mac_source": None,
+        "mangle_mac_destination": None,
+        "extra": [],
     }
     assert result["rules"] == [result["rule"]]
 

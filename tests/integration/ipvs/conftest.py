@@ -20,8 +20,7 @@ def ipvs_kernel() -> None:
     # Never skip quietly: without IPVS these tests cannot say anything, so the run fails.
     if not Path("/proc/net/ip_vs").exists() and subprocess.run(["modprobe", "-q", "ip_vs"], check=False).returncode:
         pytest.exit(
-            "no IPVS in this kernel: run these tests in the lab with "
-            "`scripts/lab up && scripts/lab run -- python -m pytest tests/integration`",
+            "no IPVS in this kernel: run these tests in the lab with `scripts/lab up && scripts/lab run -- python -m pytest tests/integration`",
             returncode=1,
         )
 
@@ -73,7 +72,9 @@ class HeldConnection:
     def __init__(self, netns: str):
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", netns, sys.executable, "-c", HOLDING_CLIENT, VIP, str(PORT)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
     def send(self, line: str) -> str:

@@ -12,7 +12,6 @@ SERVICE = {"protocol": "tcp", "service_address": "198.51.100.100", "service_port
 REAL = {**SERVICE, "address": "198.51.100.2"}
 
 
-
 @pytest.fixture
 def service(netns, run_module):
     assert run_module("ipvs_service", {"address": "198.51.100.100", "port": 80, "scheduler": "wrr"}, netns=netns)["changed"]
@@ -49,10 +48,14 @@ def test_weight_change_is_in_place_with_diff_and_check_mode(service, run_module)
         ({"address": "198.51.100.3", "forwarding_method": "gatewaying", "weight": 3}, "-r 198.51.100.3:80 -g -w 3"),
         ({"address": "198.51.100.3", "forwarding_method": "masquerading", "port": 8080}, "-r 198.51.100.3:8080 -m -w 1"),
         ({"address": "198.51.100.3", "forwarding_method": "tunnel"}, "-r 198.51.100.3:80 -i -w 1"),
-        ({"address": "198.51.100.3", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "csum"},
-         "-r 198.51.100.3:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum"),
-        ({"address": "198.51.100.3", "forwarding_method": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "remcsum"},
-         "-r 198.51.100.3:80 -i -w 1 --tun-type gre --tun-remcsum"),
+        (
+            {"address": "198.51.100.3", "forwarding_method": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "csum"},
+            "-r 198.51.100.3:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+        ),
+        (
+            {"address": "198.51.100.3", "forwarding_method": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "remcsum"},
+            "-r 198.51.100.3:80 -i -w 1 --tun-type gre --tun-remcsum",
+        ),
     ],
 )
 def test_every_kind_of_real_round_trips(service, run_module, params, saved):

@@ -10,7 +10,6 @@ from .conftest import ipvs_table
 SEED = {"protocol": "tcp", "address": "198.51.100.100", "port": 80, "scheduler": "rr"}
 
 
-
 def test_create_then_nothing_to_do(netns, run_module):
     first = run_module("ipvs_service", SEED, netns=netns)
     assert first["changed"] and first["action"] == "add", first
@@ -53,13 +52,19 @@ def test_change_is_in_place_and_diff_shows_fields(netns, run_module):
         ({"fwmark": 11, "family": "ipv6", "scheduler": "rr"}, "-A -f 11 -6 -s rr"),
         ({"protocol": "udp", "address": "2001:db8::100", "port": 53, "scheduler": "lblcr"}, "-A -u [2001:db8::100]:53 -s lblcr"),
         ({"protocol": "sctp", "address": "198.51.100.100", "port": 3868, "scheduler": "lblc"}, "-A --sctp-service 198.51.100.100:3868 -s lblc"),
-        ({"protocol": "udp", "address": "198.51.100.100", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-port"], "one_packet": True},
-         "-A -u 198.51.100.100:5060 -s mh -o -b mh-port"),
+        (
+            {"protocol": "udp", "address": "198.51.100.100", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-port"], "one_packet": True},
+            "-A -u 198.51.100.100:5060 -s mh -o -b mh-port",
+        ),
         ({**SEED, "persistent_timeout": 600, "persistent_netmask": "255.255.255.0"}, "-A -t 198.51.100.100:80 -s rr -p 600 -M 255.255.255.0"),
-        ({"protocol": "udp", "address": "198.51.100.100", "port": 5060, "scheduler": "rr", "persistent_timeout": 60, "persistence_engine": "sip"},
-         "-A -u 198.51.100.100:5060 -s rr -p 60 --pe sip"),
-        ({"protocol": "tcp", "address": "2001:db8::100", "port": 443, "scheduler": "sed", "persistent_timeout": 30, "persistent_netmask": "64"},
-         "-A -t [2001:db8::100]:443 -s sed -p 30 -M 64"),
+        (
+            {"protocol": "udp", "address": "198.51.100.100", "port": 5060, "scheduler": "rr", "persistent_timeout": 60, "persistence_engine": "sip"},
+            "-A -u 198.51.100.100:5060 -s rr -p 60 --pe sip",
+        ),
+        (
+            {"protocol": "tcp", "address": "2001:db8::100", "port": 443, "scheduler": "sed", "persistent_timeout": 30, "persistent_netmask": "64"},
+            "-A -t [2001:db8::100]:443 -s sed -p 30 -M 64",
+        ),
     ],
 )
 def test_every_kind_of_service_round_trips(netns, run_module, params, saved):

@@ -11,9 +11,17 @@ VIP = "198.51.100.100"
 
 def services(count=3, reals=3, weight=1, **extra):
     """COUNT services on VIP ports 80.., each with REALS real servers 198.51.100.1.. (DR)."""
-    return [{"protocol": "tcp", "address": VIP, "port": 80 + i, "scheduler": "rr",
-             "reals": [{"address": f"198.51.100.{j + 1}", "weight": weight} for j in range(reals)], **extra}
-            for i in range(count)]
+    return [
+        {
+            "protocol": "tcp",
+            "address": VIP,
+            "port": 80 + i,
+            "scheduler": "rr",
+            "reals": [{"address": f"198.51.100.{j + 1}", "weight": weight} for j in range(reals)],
+            **extra,
+        }
+        for i in range(count)
+    ]
 
 
 def saved(netns):
@@ -34,8 +42,7 @@ def ipvsadm(netns, *argv):
 
 def test_converge_from_empty_then_nothing_to_do(netns, run_module):
     first = run_module("ipvs_table", {"services": services()}, netns=netns)
-    assert first["changed"] and first["summary"] == {"services": {"add": 3, "set": 0, "delete": 0},
-                                                     "reals": {"add": 9, "set": 0, "delete": 0}}, first
+    assert first["changed"] and first["summary"] == {"services": {"add": 3, "set": 0, "delete": 0}, "reals": {"add": 9, "set": 0, "delete": 0}}, first
     assert saved(netns) == expected()
     assert first["metrics"]["netlink_writes"] == 12 and first["metrics"]["entries"] == 12
     again = run_module("ipvs_table", {"services": services()}, netns=netns)
@@ -62,8 +69,7 @@ def test_check_mode_reports_and_changes_nothing(netns, run_module):
     run_module("ipvs_table", {"services": services(count=2)}, netns=netns)
     before = ipvs_table(netns)
     result = run_module("ipvs_table", {"services": services(count=3, weight=2), "state": "exact"}, netns=netns, check=True)
-    assert result["changed"] and result["summary"] == {"services": {"add": 1, "set": 0, "delete": 0},
-                                                       "reals": {"add": 3, "set": 6, "delete": 0}}, result
+    assert result["changed"] and result["summary"] == {"services": {"add": 1, "set": 0, "delete": 0}, "reals": {"add": 3, "set": 6, "delete": 0}}, result
     assert result["metrics"]["netlink_writes"] == 0
     assert ipvs_table(netns) == before
 
@@ -76,8 +82,7 @@ def test_exact_removes_what_is_not_listed_but_not_what_is_protected(netns, run_m
     ipvsadm(netns, "-A", "-f", "7", "-s", "rr")  # protected by its mark
     wanted = services(count=2)
     del wanted[0]["reals"][0]
-    result = run_module("ipvs_table", {"services": wanted, "state": "exact",
-                                       "protected": [{"address": "203.0.113.0/24"}, {"fwmark": 7}]}, netns=netns)
+    result = run_module("ipvs_table", {"services": wanted, "state": "exact", "protected": [{"address": "203.0.113.0/24"}, {"fwmark": 7}]}, netns=netns)
     assert result["summary"] == {"services": {"add": 0, "set": 0, "delete": 2}, "reals": {"add": 0, "set": 0, "delete": 1}}, result
     want = [line for line in expected(count=2) if line != f"-a -t {VIP}:80 -r 198.51.100.1:80 -g -w 1"]
     want += ["-A -t 203.0.113.10:443 -s wlc", "-a -t 203.0.113.10:443 -r 203.0.113.20:443 -g -w 1", "-A -f 7 -s rr"]
@@ -99,10 +104,21 @@ def test_absent_service_and_real_and_drained_without_connections(netns, run_modu
     wanted[2]["reals"][1]["state"] = "drained"
     result = run_module("ipvs_table", {"services": wanted}, netns=netns)
     assert result["summary"] == {"services": {"add": 0, "set": 0, "delete": 1}, "reals": {"add": 0, "set": 1, "delete": 2}}, result
-    assert result["drained"] == [{"service": f"tcp {VIP}:82", "real": "198.51.100.2:82", "removed": True,
-                                  "waited": result["drained"][0]["waited"], "active_connections": 0, "inactive_connections": 0}]
-    want = [line for line in expected() if f"{VIP}:80" not in line
-            and line not in (f"-a -t {VIP}:81 -r 198.51.100.1:81 -g -w 1", f"-a -t {VIP}:82 -r 198.51.100.2:82 -g -w 1")]
+    assert result["drained"] == [
+        {
+            "service": f"tcp {VIP}:82",
+            "real": "198.51.100.2:82",
+            "removed": True,
+            "waited": result["drained"][0]["waited"],
+            "active_connections": 0,
+            "inactive_connections": 0,
+        }
+    ]
+    want = [
+        line
+        for line in expected()
+        if f"{VIP}:80" not in line and line not in (f"-a -t {VIP}:81 -r 198.51.100.1:81 -g -w 1", f"-a -t {VIP}:82 -r 198.51.100.2:82 -g -w 1")
+    ]
     assert saved(netns) == sorted(want)
 
 
@@ -130,8 +146,6 @@ def test_a_refused_write_stops_the_run_and_says_what_was_applied(netns, run_modu
     assert "of 4 writes 2 were applied, 2 refused and 0 not sent" in result["msg"]
     # The kernel goes on with the rest of a window: the refused service's real server is
     # refused too (no such service); the other service's is added.
-    assert [(c["action"], c["service"], c["real"]) for c in result["applied"]] == [
-        ("add", f"tcp {VIP}:80", None), ("add", f"tcp {VIP}:80", "198.51.100.1:80")]
-    assert [(c["service"], c["real"], c["errno"]) for c in result["refused"]] == [
-        (f"tcp {VIP}:81", None, 2), (f"tcp {VIP}:81", "198.51.100.1:81", 3)]
+    assert [(c["action"], c["service"], c["real"]) for c in result["applied"]] == [("add", f"tcp {VIP}:80", None), ("add", f"tcp {VIP}:80", "198.51.100.1:80")]
+    assert [(c["service"], c["real"], c["errno"]) for c in result["refused"]] == [(f"tcp {VIP}:81", None, 2), (f"tcp {VIP}:81", "198.51.100.1:81", 3)]
     assert saved(netns) == sorted([f"-A -t {VIP}:80 -s rr", f"-a -t {VIP}:80 -r 198.51.100.1:80 -g -w 1"])

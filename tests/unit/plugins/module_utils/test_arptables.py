@@ -112,8 +112,15 @@ MAC_DESTINATION_MANGLE = rule(
     chain="OUTPUT", jump="mangle", destination="198.51.100.9", mangle_ip_destination="198.51.100.3", mangle_mac_destination="02:00:00:00:00:bb"
 )
 FULL_MANGLE = rule(
-    chain="OUTPUT", jump="mangle", out_interface="veth0", source=VIP, destination="198.51.100.9",
-    mangle_ip_source=RIP, mangle_mac_source="02:00:00:00:00:aa", mangle_ip_destination="198.51.100.3", mangle_mac_destination="02:00:00:00:00:bb",
+    chain="OUTPUT",
+    jump="mangle",
+    out_interface="veth0",
+    source=VIP,
+    destination="198.51.100.9",
+    mangle_ip_source=RIP,
+    mangle_mac_source="02:00:00:00:00:aa",
+    mangle_ip_destination="198.51.100.3",
+    mangle_mac_destination="02:00:00:00:00:bb",
 )
 INPUT_RULES = [
     SEED_DROP,
@@ -169,10 +176,11 @@ def test_chain_lines_lose_legacys_trailing_space_and_skip_comments():
         ("-A INPUT -j DROP -d ! 198.51.100.2", rule(chain="INPUT", jump="DROP", extra=["-d", "!", "198.51.100.2"])),
         ("-A INPUT -j DROP ! -i veth0 -d 198.51.100.2", rule(chain="INPUT", jump="DROP", destination="198.51.100.2", extra=["!", "-i", "veth0"])),
         ("-A INPUT -j DROP -i veth0 --h-length 6 ", rule(chain="INPUT", jump="DROP", in_interface="veth0", extra=["--h-length", "6"])),
-        ("-A OUTPUT -j mangle --mangle-ip-s 198.51.100.2 --mangle-target DROP", rule(
-            chain="OUTPUT", jump="mangle", mangle_ip_source="198.51.100.2", extra=["--mangle-target", "DROP"])),
-        ("-A OUTPUT -j mangle --h-length 6 --mangle-mac-d 02:00:00:00:00:AB ", rule(
-            chain="OUTPUT", jump="mangle", mangle_mac_destination="02:00:00:00:00:ab")),
+        (
+            "-A OUTPUT -j mangle --mangle-ip-s 198.51.100.2 --mangle-target DROP",
+            rule(chain="OUTPUT", jump="mangle", mangle_ip_source="198.51.100.2", extra=["--mangle-target", "DROP"]),
+        ),
+        ("-A OUTPUT -j mangle --h-length 6 --mangle-mac-d 02:00:00:00:00:AB ", rule(chain="OUTPUT", jump="mangle", mangle_mac_destination="02:00:00:00:00:ab")),
         ("-A INPUT -j CLASSIFY --set-class 1:1", rule(chain="INPUT", jump="CLASSIFY", extra=["--set-class", "1:1"])),
         ("-A INPUT -j DROP", rule(chain="INPUT", jump="DROP")),
     ],
@@ -203,8 +211,19 @@ def test_normalise_network(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["198.51.100.300", "198.51.100.1/33", "198.51.100.1/255.255.255.0", "198.51.100.1/0.0.0.255", "198.51.100.1/", "localhost",
-     "2001:db8::1", "", "198.51.100.1; reboot", "198.051.100.1", "198.51.100.1 /24"],
+    [
+        "198.51.100.300",
+        "198.51.100.1/33",
+        "198.51.100.1/255.255.255.0",
+        "198.51.100.1/0.0.0.255",
+        "198.51.100.1/",
+        "localhost",
+        "2001:db8::1",
+        "",
+        "198.51.100.1; reboot",
+        "198.051.100.1",
+        "198.51.100.1 /24",
+    ],
 )
 def test_bad_network_names_the_option(value):
     with pytest.raises(arp.ArptablesInputError, match=r"^destination: .* is not an IPv4 address with an optional /prefix"):
@@ -217,8 +236,9 @@ def test_seed_rules_normalise():
 
 
 def test_mac_and_interfaces_normalise():
-    wanted = arp.build_wanted_rule(params(
-        chain="FORWARD", jump="mangle", in_interface="veth0", out_interface="veth1.100", mangle_mac_destination="02:00:00:00:00:AB"))
+    wanted = arp.build_wanted_rule(
+        params(chain="FORWARD", jump="mangle", in_interface="veth0", out_interface="veth1.100", mangle_mac_destination="02:00:00:00:00:AB")
+    )
     assert wanted == rule(chain="FORWARD", jump="mangle", in_interface="veth0", out_interface="veth1.100", mangle_mac_destination="02:00:00:00:00:ab")
 
 
@@ -268,12 +288,52 @@ def test_interfaces_must_exist():
     [
         (SEED_DROP, "legacy", ["-j", "DROP", "-d", VIP]),
         (SEED_MANGLE, "nft", ["-j", "mangle", "-s", VIP, "--mangle-ip-s", RIP]),
-        (FULL_MANGLE, "nft", [
-            "-j", "mangle", "-o", "veth0", "-s", VIP, "-d", "198.51.100.9", "--mangle-ip-s", RIP, "--mangle-mac-s", "02:00:00:00:00:aa",
-            "--mangle-ip-d", "198.51.100.3", "--mangle-mac-d", "02:00:00:00:00:bb"]),
-        (FULL_MANGLE, "legacy", [
-            "-j", "mangle", "-o", "veth0", "-s", VIP, "-d", "198.51.100.9", "--h-length", "6", "--mangle-ip-s", RIP,
-            "--mangle-mac-s", "02:00:00:00:00:aa", "--mangle-ip-d", "198.51.100.3", "--mangle-mac-d", "02:00:00:00:00:bb"]),
+        (
+            FULL_MANGLE,
+            "nft",
+            [
+                "-j",
+                "mangle",
+                "-o",
+                "veth0",
+                "-s",
+                VIP,
+                "-d",
+                "198.51.100.9",
+                "--mangle-ip-s",
+                RIP,
+                "--mangle-mac-s",
+                "02:00:00:00:00:aa",
+                "--mangle-ip-d",
+                "198.51.100.3",
+                "--mangle-mac-d",
+                "02:00:00:00:00:bb",
+            ],
+        ),
+        (
+            FULL_MANGLE,
+            "legacy",
+            [
+                "-j",
+                "mangle",
+                "-o",
+                "veth0",
+                "-s",
+                VIP,
+                "-d",
+                "198.51.100.9",
+                "--h-length",
+                "6",
+                "--mangle-ip-s",
+                RIP,
+                "--mangle-mac-s",
+                "02:00:00:00:00:aa",
+                "--mangle-ip-d",
+                "198.51.100.3",
+                "--mangle-mac-d",
+                "02:00:00:00:00:bb",
+            ],
+        ),
         (rule(chain="INPUT", jump="DROP", in_interface="a b;c"), "nft", ["-j", "DROP", "-i", "a b;c"]),
     ],
 )
@@ -305,20 +365,39 @@ def diff(wanted, lines=NFT_INPUT, state="present", action="append", rule_num=Non
         ({"wanted": arp.build_wanted_rule(params(destination=f"{VIP}/32"))}, [], NFT_INPUT),
         ({"wanted": NEW_DROP}, [["-A", "INPUT", "-j", "DROP", "-d", "198.51.100.50"]], [*NFT_INPUT, NEW_LINE]),
         ({"wanted": NEW_DROP, "action": "insert"}, [["-I", "INPUT", "1", "-j", "DROP", "-d", "198.51.100.50"]], [NEW_LINE, *NFT_INPUT]),
-        ({"wanted": NEW_DROP, "action": "insert", "rule_num": 3}, [["-I", "INPUT", "3", "-j", "DROP", "-d", "198.51.100.50"]],
-         [*NFT_INPUT[:2], NEW_LINE, *NFT_INPUT[2:]]),
+        (
+            {"wanted": NEW_DROP, "action": "insert", "rule_num": 3},
+            [["-I", "INPUT", "3", "-j", "DROP", "-d", "198.51.100.50"]],
+            [*NFT_INPUT[:2], NEW_LINE, *NFT_INPUT[2:]],
+        ),
         ({"wanted": NEW_DROP, "action": "insert", "rule_num": 5}, [["-I", "INPUT", "5", "-j", "DROP", "-d", "198.51.100.50"]], [*NFT_INPUT, NEW_LINE]),
         ({"wanted": SEED_DROP, "action": "insert", "rule_num": 3}, [], NFT_INPUT),
         ({"wanted": NEW_DROP, "lines": []}, [["-A", "INPUT", "-j", "DROP", "-d", "198.51.100.50"]], [NEW_LINE]),
         ({"wanted": rule(chain="INPUT", jump="DROP")}, [["-A", "INPUT", "-j", "DROP"]], [*NFT_INPUT, "-A INPUT -j DROP"]),
         ({"wanted": SEED_DROP, "state": "absent"}, [["-D", "INPUT", "-j", "DROP", "-d", VIP]], NFT_INPUT[1:]),
         ({"wanted": NEW_DROP, "state": "absent"}, [], NFT_INPUT),
-        ({"wanted": SEED_DROP, "state": "absent", "lines": [NFT_INPUT[0], NFT_INPUT[3], NFT_INPUT[0]]},
-         [["-D", "INPUT", "-j", "DROP", "-d", VIP]] * 2, [NFT_INPUT[3]]),
+        (
+            {"wanted": SEED_DROP, "state": "absent", "lines": [NFT_INPUT[0], NFT_INPUT[3], NFT_INPUT[0]]},
+            [["-D", "INPUT", "-j", "DROP", "-d", VIP]] * 2,
+            [NFT_INPUT[3]],
+        ),
         ({"wanted": rule(chain="FORWARD", jump="DROP"), "state": "absent", "lines": []}, [], []),
     ],
-    ids=["present", "present-32", "append", "insert", "insert-at-3", "insert-at-end", "present-not-moved", "first", "no-match-by-extra",
-         "absent", "absent-missing", "absent-every-copy", "absent-no-chain"],
+    ids=[
+        "present",
+        "present-32",
+        "append",
+        "insert",
+        "insert-at-3",
+        "insert-at-end",
+        "present-not-moved",
+        "first",
+        "no-match-by-extra",
+        "absent",
+        "absent-missing",
+        "absent-every-copy",
+        "absent-no-chain",
+    ],
 )
 def test_diff_rules(kwargs, commands, after):
     assert diff(**kwargs) == (commands, after)

@@ -24,9 +24,17 @@ def real(params, **service_params):
 
 def test_seed_service_normalises_with_ipvsadm_defaults():
     assert ipvs.want_service({"address": "172.25.8.100", "port": 80}) == {
-        "family": "ipv4", "protocol": "tcp", "address": "172.25.8.100", "port": 80, "fwmark": None,
-        "scheduler": "wlc", "persistent_timeout": 0, "persistent_netmask": 32, "persistence_engine": None,
-        "scheduler_flags": [], "one_packet": False,
+        "family": "ipv4",
+        "protocol": "tcp",
+        "address": "172.25.8.100",
+        "port": 80,
+        "fwmark": None,
+        "scheduler": "wlc",
+        "persistent_timeout": 0,
+        "persistent_netmask": 32,
+        "persistence_engine": None,
+        "scheduler_flags": [],
+        "one_packet": False,
     }
 
 
@@ -186,8 +194,16 @@ def _pyroute2_decoded(request):
 SERVICES = [
     {},
     {"address": "2001:db8::1", "port": 443, "scheduler": "sh", "scheduler_flags": ["sh-port"], "persistent_timeout": 30, "persistent_netmask": "64"},
-    {"protocol": "udp", "port": 5060, "scheduler": "mh", "scheduler_flags": ["mh-fallback", "mh-port"], "one_packet": True,
-     "persistent_timeout": 60, "persistence_engine": "sip", "persistent_netmask": "255.255.0.0"},
+    {
+        "protocol": "udp",
+        "port": 5060,
+        "scheduler": "mh",
+        "scheduler_flags": ["mh-fallback", "mh-port"],
+        "one_packet": True,
+        "persistent_timeout": 60,
+        "persistence_engine": "sip",
+        "persistent_netmask": "255.255.0.0",
+    },
 ]
 
 

@@ -8,18 +8,44 @@ import pytest
 from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_table as ipvs_table
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import IPVSInputError, real_key, service_key
 
-REAL_DEFAULTS = {"port": None, "forwarding_method": "dr", "tunnel_type": None, "tunnel_port": None, "tunnel_checksum": None,
-                 "weight": 1, "upper_threshold": 0, "lower_threshold": 0, "state": "present"}
-SERVICE_DEFAULTS = {"protocol": None, "port": None, "fwmark": None, "family": None, "scheduler": "rr", "persistent_timeout": 0,
-                    "persistent_netmask": None, "persistence_engine": None, "scheduler_flags": None, "one_packet": False,
-                    "state": "present", "reals": []}
+REAL_DEFAULTS = {
+    "port": None,
+    "forwarding_method": "dr",
+    "tunnel_type": None,
+    "tunnel_port": None,
+    "tunnel_checksum": None,
+    "weight": 1,
+    "upper_threshold": 0,
+    "lower_threshold": 0,
+    "state": "present",
+}
+SERVICE_DEFAULTS = {
+    "protocol": None,
+    "port": None,
+    "fwmark": None,
+    "family": None,
+    "scheduler": "rr",
+    "persistent_timeout": 0,
+    "persistent_netmask": None,
+    "persistence_engine": None,
+    "scheduler_flags": None,
+    "one_packet": False,
+    "state": "present",
+    "reals": [],
+}
 
 
 def services(spec):
     """Module parameters from {port: [(last octet, weight[, state])], ...} on VIP 10.0.0.1."""
-    return [{**SERVICE_DEFAULTS, "address": "10.0.0.1", "port": port,
-             "reals": [{**REAL_DEFAULTS, "address": f"10.0.1.{r[0]}", "weight": r[1], "state": r[2] if len(r) > 2 else "present"}
-                       for r in reals]} for port, reals in spec.items()]
+    return [
+        {
+            **SERVICE_DEFAULTS,
+            "address": "10.0.0.1",
+            "port": port,
+            "reals": [{**REAL_DEFAULTS, "address": f"10.0.1.{r[0]}", "weight": r[1], "state": r[2] if len(r) > 2 else "present"} for r in reals],
+        }
+        for port, reals in spec.items()
+    ]
 
 
 def kernel(spec):
@@ -31,15 +57,24 @@ def kernel(spec):
 
 
 def plan(current, wanted, exact=False, protected=()):
-    changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), exact,
-                                            ipvs_table.protection(list(protected)))
+    changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), exact, ipvs_table.protection(list(protected)))
     return [(c[1], c[2]["port"], c[3]["address"] if c[3] else None, c[5]) for c in changes], [(s["port"], r["address"]) for s, r in drains]
 
 
-SERVICE_FIELDS = ("family", "protocol", "address", "port", "fwmark", "scheduler", "persistent_timeout", "persistent_netmask",
-                  "persistence_engine", "scheduler_flags", "one_packet")
-REAL_FIELDS = ("address", "port", "forwarding_method", "weight", "upper_threshold", "lower_threshold", "tunnel_type", "tunnel_port",
-               "tunnel_checksum")
+SERVICE_FIELDS = (
+    "family",
+    "protocol",
+    "address",
+    "port",
+    "fwmark",
+    "scheduler",
+    "persistent_timeout",
+    "persistent_netmask",
+    "persistence_engine",
+    "scheduler_flags",
+    "one_packet",
+)
+REAL_FIELDS = ("address", "port", "forwarding_method", "weight", "upper_threshold", "lower_threshold", "tunnel_type", "tunnel_port", "tunnel_checksum")
 
 
 def test_nothing_to_do_is_no_write():
