@@ -1,5 +1,6 @@
-"""The collection builds, installs, and every module's documentation renders, as a user
-would meet them: `ansible-galaxy collection build/install` and `ansible-doc lvs.dr.<name>`."""
+"""The collection builds, installs, and every module's and role's documentation renders, as a
+user would meet them: `ansible-galaxy collection build/install`, `ansible-doc lvs.dr.<name>`
+and `ansible-doc -t role lvs.dr.<role>` (from the role's meta/argument_specs.yml)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in (PROJECT / "plugins" / "modules").glob("*.py"))
+ROLES = sorted(p.name for p in (PROJECT / "roles").iterdir() if p.is_dir())
 
 
 def ansible(tool: str, *args: str, env: dict[str, str] | None = None) -> str:
@@ -53,3 +55,31 @@ def test_module_doc_renders(installed, module):
     assert f"lvs.dr.{module}" in doc["examples"]
     text = ansible("ansible-doc", f"lvs.dr.{module}", env=installed)
     assert "EXAMPLES" in text
+
+
+def test_every_role_is_installed(installed):
+    assert ROLES == ["director", "realserver"]
+    listed = json.loads(ansible("ansible-doc", "-t", "role", "--list", "--json", "lvs.dr", env=installed))
+    assert sorted(listed) == [f"lvs.dr.{r}" for r in ROLES]
+
+
+def undocumented(options: dict, path: str = "") -> list[str]:
+    """The options (nested ones too) that lack what STYLE.md asks of a role's argument spec:
+    a description, a type, and for lists the type of their elements."""
+    missing = []
+    for name, option in options.items():
+        wanted = ["description", "type"] + (["elements"] if option.get("type") == "list" else [])
+        missing += [f"{path}{name}: no {key}" for key in wanted if not option.get(key)]
+        missing += undocumented(option.get("options") or {}, f"{path}{name}.")
+    return missing
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_doc_renders(installed, role):
+    doc = json.loads(ansible("ansible-doc", "-t", "role", "--json", f"lvs.dr.{role}", env=installed))[f"lvs.dr.{role}"]
+    main = doc["entry_points"]["main"]
+    assert main["short_description"] and main["description"] and main["options"]
+    assert not undocumented(main["options"])
+    assert all(name.startswith(f"{role}_") for name in main["options"]), "every variable prefixed with the role name (STYLE.md)"
+    text = ansible("ansible-doc", "-t", "role", f"lvs.dr.{role}", env={**installed, "ANSIBLE_NOCOLOR": "1"})
+    assert "ENTRY POINT: *main*" in text
