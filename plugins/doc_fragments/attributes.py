@@ -16,6 +16,7 @@ attributes:
     support: full
   platform:
     description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 """
 
@@ -32,5 +33,6 @@ attributes:
     details: It only reads.
   platform:
     description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 """

@@ -19,7 +19,7 @@ description:
     different rule and is left alone.
   - Runs arptables with argument lists, never through a shell.
 author:
-  - lvs.dr developers
+  - lvs.dr developers (!UNKNOWN)
 requirements:
   - For the legacy backend, C(arptables-legacy) (Debian and Ubuntu package C(arptables); RHEL C(arptables)) and a kernel with
     C(arp_tables) (C(arptable_filter), and C(arpt_mangle) for O(jump=mangle)).

@@ -14,7 +14,7 @@ description:
   - Each service has the same keys as M(lvs.dr.ipvs_service)'s options, and each real server the same keys as
     M(lvs.dr.ipvs_real)'s, so the output can be fed back to them; counters come on top.
 author:
-  - lvs.dr developers
+  - lvs.dr developers (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host.
   - A kernel with IPVS.
@@ -45,14 +45,14 @@ services:
   elements: dict
   contains:
     family: {description: V(ipv4) or V(ipv6)., type: str}
-    protocol: {description: V(tcp), V(udp) or V(sctp); null for firewall-mark services., type: str}
+    protocol: {description: "V(tcp), V(udp) or V(sctp); null for firewall-mark services.", type: str}
     address: {description: The virtual IP address; null for firewall-mark services., type: str}
     port: {description: The service port; null for firewall-mark services., type: int}
     fwmark: {description: The firewall mark; null for address services., type: int}
     scheduler: {description: The scheduler., type: str}
     persistent_timeout: {description: Persistence in seconds; 0 when not persistent., type: int}
     persistent_netmask: {description: The persistence mask as a prefix length., type: int}
-    persistence_engine: {description: The persistence engine, or null., type: str}
+    persistence_engine: {description: "The persistence engine, or null.", type: str}
     scheduler_flags: {description: Scheduler flags such as V(sh-fallback)., type: list, elements: str}
     one_packet: {description: One-packet scheduling., type: bool}
     stats: {description: "Counters: connections, packets_in, packets_out, bytes_in, bytes_out.", type: dict}
@@ -63,13 +63,13 @@ services:
       contains:
         address: {description: The real server's address., type: str}
         port: {description: Its port., type: int}
-        forwarding_method: {description: V(dr), V(nat), V(tunnel) (or V(local))., type: str}
+        forwarding_method: {description: "V(dr), V(nat), V(tunnel) (or V(local)).", type: str}
         weight: {description: Its weight., type: int}
         upper_threshold: {description: Upper connection threshold; 0 is none., type: int}
         lower_threshold: {description: Lower connection threshold; 0 is none., type: int}
-        tunnel_type: {description: V(ipip), V(gue) or V(gre) for tunnel forwarding, else null., type: str}
-        tunnel_port: {description: The GUE port, else null., type: int}
-        tunnel_checksum: {description: V(nocsum), V(csum) or V(remcsum) for GUE and GRE, else null., type: str}
+        tunnel_type: {description: "V(ipip), V(gue) or V(gre) for tunnel forwarding, else null.", type: str}
+        tunnel_port: {description: "The GUE port, else null.", type: int}
+        tunnel_checksum: {description: "V(nocsum), V(csum) or V(remcsum) for GUE and GRE, else null.", type: str}
         active_connections: {description: Active connections., type: int}
         inactive_connections: {description: Inactive connections., type: int}
         persistent_connections: {description: Persistence templates., type: int}

@@ -16,7 +16,7 @@ description:
     server's connections survive the change.
   - The service must exist (create it with M(lvs.dr.ipvs_service)); a missing service fails the task.
 author:
-  - lvs.dr developers
+  - lvs.dr developers (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host (Debian 12 ships 0.7.2, which has no IPVS API; install a newer one with pip).
   - A kernel with IPVS.

@@ -16,10 +16,10 @@ description:
     scheduler or timeout change.
   - Its real servers are managed with M(lvs.dr.ipvs_real).
 author:
-  - lvs.dr developers
+  - lvs.dr developers (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host. Debian 12 ships 0.7.2, which has no IPVS API; install a newer one with pip
-    (for example C(pip install 'pyroute2>=0.9.5') in a virtualenv, or the O(lvs.dr.director) role does it).
+    (for example C(pip install 'pyroute2>=0.9.5') in a virtualenv, or the P(lvs.dr.director#role) role does it).
   - A kernel with IPVS (C(ip_vs) and the scheduler's module C(ip_vs_<scheduler>) loaded or loadable).
 extends_documentation_fragment:
   - lvs.dr.attributes
