@@ -175,7 +175,7 @@ def main():
             time.sleep(args.pause)
     finally:
         docker("exec", "client", "touch", STOP_FILE)
-        out, _ = load.communicate(timeout=120)
+        out, _err = load.communicate(timeout=120)
         docker("exec", "director", "ipvsadm", "--set", *timeouts)
     report = summarise(json.loads(out), steps, args)
     path = PROJECT / "build" / "bench" / "load.md"

@@ -65,7 +65,7 @@ class ArptablesInputError(ValueError):
 def normalise_network(value, option):
     """ADDRESS or ADDRESS/PREFIX as arptables prints it: host bits cleared, no /32, None for /0 (any)."""
     text = str(value).strip()
-    _, slash, prefix = text.partition("/")
+    _address, slash, prefix = text.partition("/")
     try:
         if slash and not prefix.isdigit():
             # ipaddress would also take a netmask or a hostmask here, which arptables reads differently.
@@ -257,7 +257,7 @@ def diff_rules(wanted, lines, chains, state, action, rule_num, backend):
     matches = [index for index, line in enumerate(lines) if same_rule(parse_rule(line), wanted)]
     if state == "absent":
         # -D removes the first match only, so once per copy.
-        return [["-D", chain, *args] for _ in matches], [line for index, line in enumerate(lines) if index not in matches]
+        return [["-D", chain, *args] for _match in matches], [line for index, line in enumerate(lines) if index not in matches]
     if matches:
         return [], list(lines)
     if chain not in chains:
@@ -334,7 +334,7 @@ class Backend:
         return rc, out, err
 
     def can_list(self):
-        rc, out, _ = self.read()
+        rc, out, _err = self.read()
         if rc != 0:
             return False
         if self.name == "legacy" or "*filter" in out:

@@ -501,7 +501,7 @@ class IPVSTable:
     def read(self):
         """The whole table, one dump of the services and one of each service's real servers:
         {service key: (service, {real key: real})}."""
-        return {service_key(s): (s, {real_key(r): r for r, _counts in self.get_reals(s)}) for s, _ in self.get_services()}
+        return {service_key(s): (s, {real_key(r): r for r, _counts in self.get_reals(s)}) for s, _counters in self.get_services()}
 
     def apply_service(self, action, service):
         self._write_one("service", action, service_request(action, service))

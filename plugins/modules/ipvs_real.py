@@ -211,15 +211,10 @@ def drain(module, table, service, before):
 
 def main():
     identity = service_identity_options(prefix="service_")
-    module = AnsibleModule(
-        argument_spec=dict(
-            identity.pop("argument_spec"),
-            **real_options(),
-            drain_timeout=dict(type="int", default=300),
-        ),
-        supports_check_mode=True,
-        **identity,
-    )
+    # Extended in place, not passed beside **identity: pylint cannot see the pop() and would
+    # take argument_spec for a keyword given twice.
+    identity["argument_spec"] = dict(identity["argument_spec"], **real_options(), drain_timeout=dict(type="int", default=300))
+    module = AnsibleModule(supports_check_mode=True, **identity)
     try:
         key = service_key_from(module.params, prefix="service_")
     except IPVSInputError as exc:

@@ -168,14 +168,10 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
 
 def main():
     identity = service_identity_options()
-    module = AnsibleModule(
-        argument_spec=dict(
-            identity.pop("argument_spec"),
-            **service_options(),
-        ),
-        supports_check_mode=True,
-        **identity,
-    )
+    # Extended in place, not passed beside **identity: pylint cannot see the pop() and would
+    # take argument_spec for a keyword given twice.
+    identity["argument_spec"] = dict(identity["argument_spec"], **service_options())
+    module = AnsibleModule(supports_check_mode=True, **identity)
     try:
         want = want_service(module.params)
     except IPVSInputError as exc:
@@ -188,7 +184,7 @@ def main():
         module.params["state"],
         before=table.get_existing_service(key),
         want=want,
-        apply=lambda action, entry: table.apply_service(action, entry),
+        apply=table.apply_service,
         read_back=lambda: table.get_existing_service(key),
     )
     table.close()

@@ -42,7 +42,7 @@ def lab_env() -> dict[str, str]:
         )
     env = {}
     for line in must(lab("env")).splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
+        key, _sep, value = line.removeprefix("export ").partition("=")
         env[key] = value
     return env
 

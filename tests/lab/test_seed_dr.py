@@ -65,7 +65,7 @@ def test_requests_alternate_between_real_servers(seed_dr: dict[str, str]) -> Non
 
 def test_client_resolves_vip_to_director(seed_dr: dict[str, str]) -> None:
     # The seed's failure: whoever answers ARP for the VIP first wins. Re-ask several times.
-    for _ in range(3):
+    for _round in range(3):
         assert client_neighbour_of_vip() == seed_dr["director_mac"], "the VIP resolved to another host than the director"
 
 

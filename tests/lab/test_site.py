@@ -49,7 +49,7 @@ def test_client_sees_round_robin(converged):
 
 def test_only_the_director_answers_arp_for_the_vip(converged):
     director_mac = must(in_container("director", "cat /sys/class/net/eth0/address")).strip()
-    for _ in range(3):
+    for _round in range(3):
         assert client_neighbour_of_vip() == director_mac
 
 

@@ -18,7 +18,7 @@ def test_clients_bypass_the_director_without_arp_suppression(topology):
     director_mac = topology.mac(topology.director)
     realserver_macs = {topology.mac(name): name for name in topology.realservers}
     macs, bypassed, alternating = [], 0, True
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         mac = topology.client_neighbour_of_vip()
         answers = topology.requests(count=4)
         macs.append(realserver_macs.get(mac, "director" if mac == director_mac else mac))

@@ -40,7 +40,7 @@ def test_round_robin(lab):
 
 def test_client_resolves_vip_to_director(lab):
     director_mac = lab.mac(lab.director)
-    macs = [lab.client_neighbour_of_vip() for _ in range(FLUSHES)]
+    macs = [lab.client_neighbour_of_vip() for _flush in range(FLUSHES)]
     print(f"director {director_mac}; client's entry for {lab.vip} after {FLUSHES} flushes: {' '.join(macs)}")
     assert macs == [director_mac] * FLUSHES, {name: lab.mac(name) for name in lab.realservers}
 

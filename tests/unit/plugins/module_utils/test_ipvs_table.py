@@ -104,7 +104,7 @@ def test_present_leaves_unlisted_entries_alone():
 
 def test_protected_services_survive_exact():
     current = {80: [(1, 1)], 443: [(1, 1)], 8080: [(1, 1)]}
-    changes, _ = plan(current, {80: [(1, 1)]}, exact=True, protected=[{"address": "10.0.0.0/24", "port": 443}])
+    changes, _drains = plan(current, {80: [(1, 1)]}, exact=True, protected=[{"address": "10.0.0.0/24", "port": 443}])
     assert changes == [("delete", 8080, None, sorted(SERVICE_FIELDS))]
 
 
@@ -118,7 +118,7 @@ def test_drained_goes_to_weight_zero_then_waits():
 def test_absent_service_is_one_delete_whatever_its_reals():
     wanted = services({80: [(1, 1)]})
     wanted[0]["state"] = "absent"
-    changes, _ = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), False, ipvs_table.protection([]))
+    changes, _drains = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), False, ipvs_table.protection([]))
     assert [(c[0], c[1]) for c in changes] == [("service", "delete")]
 
 
