@@ -33,6 +33,8 @@ debootstrap_root() {
 in_root() {
     local root=$1
     shift
+    # The single quotes are meant: $root and $@ are the inner sh's, set by its arguments.
+    # shellcheck disable=SC2016
     unshare --mount --propagation private sh -euc '
         root=$1; shift
         mount -t proc proc "$root/proc"

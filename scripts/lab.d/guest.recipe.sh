@@ -23,7 +23,7 @@ build_guest() {
     mkdir -p "$root/lib/modules"
     cp -a "$moddir" "$root/lib/modules/"
     in_root "$root" depmod "$(basename "$moddir")"
-    printf '%s\n' $GUEST_MODULES >"$root/etc/modules-load.d/lab.conf"
+    echo "$GUEST_MODULES" | tr ' ' '\n' >"$root/etc/modules-load.d/lab.conf"
 
     # No default route and no DNS: the guest reaches the outside only through the proxy.
     cat >"$root/etc/systemd/network/10-eth0.network" <<EOF
