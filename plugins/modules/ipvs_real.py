@@ -183,7 +183,9 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     real_key,
     real_options,
     service_identity_options,
+    service_key,
     service_key_from,
+    timed_out_draining,
     want_real,
 )
 
@@ -197,10 +199,9 @@ def drain(module, table, service, before):
         return result
     report = table.drain_real(service, before, module.params["drain_timeout"])
     if not report["removed"]:
+        name, counts = f"{before['address']}:{before['port']}", (report["active_connections"], report["inactive_connections"])
         module.fail_json(
-            msg=f"timed out after {report['waited']}s draining {before['address']}:{before['port']}: {report['active_connections']} active "
-            f"and {report['inactive_connections']} inactive connections left; it stays in the table at weight 0 (raise drain_timeout, "
-            "or use state=absent to remove it with its connections)",
+            msg=timed_out_draining(module.params["drain_timeout"], [(name, describe_service(service_key(service)), *counts)]),
             changed=True,
             drain=report,
             real={**before, "weight": 0},
@@ -239,6 +240,7 @@ def main():
     else:
         result = converge_entry(
             module,
+            "real",
             "absent" if module.params["state"] == "drained" else module.params["state"],
             before=before,
             want=want,

@@ -159,7 +159,7 @@ def test_drained_waits_for_connections_then_removes(balanced, run_module):
     assert conn.send("held") == "rs:held"
     timed_out = run_module("ipvs_real", {**DR_SERVICE, "address": "198.51.100.2", "state": "drained", "drain_timeout": 2}, netns=director)
     assert timed_out["rc"] != 0 and timed_out["failed"]
-    assert "1 active and 0 inactive connections left; it stays in the table at weight 0" in timed_out["msg"], timed_out["msg"]
+    assert "(1 active, 0 inactive connections): left in the table at weight 0" in timed_out["msg"], timed_out["msg"]
     assert timed_out["drain"]["removed"] is False and timed_out["drain"]["active_connections"] == 1
     assert "-r 198.51.100.2:8080 -g -w 0" in ipvs_table(director)
     # Quiesced, not cut: the held connection still works.
