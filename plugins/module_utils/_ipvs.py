@@ -272,6 +272,11 @@ def want_real(params, service):
 # --- diffing --------------------------------------------------------------------------------
 
 
+def check_drain_timeout(seconds):
+    if seconds < 0:
+        raise IPVSInputError(f"drain_timeout: {seconds} is out of range; use 0 (remove only if no connections are left) or more seconds")
+
+
 def diff_entry(before, after):
     """The fields whose values differ; a missing side differs in every field."""
     if not before or not after:

@@ -178,6 +178,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     IPVSInputError,
     IPVSTable,
+    check_drain_timeout,
     converge_entry,
     describe_service,
     real_key,
@@ -223,6 +224,7 @@ def main():
     )
     try:
         key = service_key_from(module.params, prefix="service_")
+        check_drain_timeout(module.params["drain_timeout"])
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
     table = IPVSTable(module)

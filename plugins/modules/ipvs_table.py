@@ -138,7 +138,7 @@ options:
     description:
       - V(present) adds and changes the listed services and real servers and leaves everything else alone.
       - V(exact) also removes every service that is not listed and not O(protected), and every real server of a listed
-        service that the service does not list.
+        service that the service does not list. An empty O(services) with V(exact) is refused: it would empty the table.
     type: str
     choices: [present, exact]
     default: present
@@ -267,6 +267,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     IPVSInputError,
     IPVSTable,
+    check_drain_timeout,
     describe_service,
     explain_netlink_error,
     lost_race,
@@ -369,6 +370,12 @@ def main():
     params = module.params
     try:
         wanted = wanted_table(params["services"])
+        check_drain_timeout(params["drain_timeout"])
+        if params["state"] == "exact" and not wanted:
+            raise IPVSInputError(
+                "services: empty, and state=exact would delete every service in the table (did a variable come out empty?); "
+                "to empty the table on purpose, list each service with state: absent"
+            )
         if params["protected"] and params["state"] != "exact":
             raise IPVSInputError("protected: only state=exact removes services, so protected needs state: exact")
         protected = protection(params["protected"])
