@@ -600,4 +600,9 @@ def explain_netlink_error(what, action, code):
         return f"the {what} is gone from the kernel's table (changed by someone else during this run); run again"
     if code == errno.EEXIST:
         return f"the {what} appeared in the kernel's table during this run (added by someone else); run again"
+    if code == errno.EINVAL and what == "real server":
+        return (
+            f"the kernel refused to {action} the real server (errno {code}, {os.strerror(code)}): its address must be a "
+            "unicast address (not multicast or broadcast), and its forwarding options must suit the service"
+        )
     return f"the kernel refused to {action} the {what}: {os.strerror(code)} (errno {code})"

@@ -164,3 +164,23 @@ def test_two_runs_at_once_both_succeed_and_each_entry_is_written_once(netns, run
 
     races = [r["metrics"]["lost_races"] for r in first + second]
     assert sum(races) > 0, f"the two runs never overlapped, so this test proved nothing: lost races {races}"
+
+
+def test_a_batch_refused_half_way_says_exactly_what_the_kernel_holds(netns, run_module):
+    # The 5th of 10 real servers passes the module's checks but not the kernel's (a multicast
+    # address). Writes are pipelined, so the kernel carries on after it: the result must say
+    # exactly which writes it carried out, and that must be the table the kernel now holds.
+    wanted = services(count=1, reals=10)
+    wanted[0]["reals"][4]["address"] = "224.0.0.5"
+    result = run_module("ipvs_table", {"services": wanted}, netns=netns)
+    assert result.get("failed") and result["msg"].startswith(f"tcp {VIP}:80 -> 224.0.0.5:80: the kernel refused to add the real server (errno 22"), result
+    assert "of 11 writes 10 were applied, 1 refused and 0 not sent" in result["msg"]
+    assert result["refused"] == [{"action": "add", "service": f"tcp {VIP}:80", "real": "224.0.0.5:80", "fields": result["refused"][0]["fields"], "errno": 22}]
+    held = {(line.split()[2], line.split()[4] if line.startswith("-a") else None) for line in saved(netns)}
+    assert held == {(f"{VIP}:80", c["real"]) for c in result["applied"]}, (held, result["applied"])
+    assert len(held) == 10
+    # Fixed and run again: only the missing real server is written.
+    wanted[0]["reals"][4]["address"] = "198.51.100.5"
+    again = run_module("ipvs_table", {"services": wanted}, netns=netns)
+    assert again["changes"] == [{"action": "add", "service": f"tcp {VIP}:80", "real": "198.51.100.5:80", "fields": again["changes"][0]["fields"]}]
+    assert saved(netns) == expected(count=1, reals=10)
