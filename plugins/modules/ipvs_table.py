@@ -138,7 +138,7 @@ options:
     description:
       - V(present) adds and changes the listed services and real servers and leaves everything else alone.
       - V(exact) also removes every service that is not listed and not O(protected), and every real server of a listed
-        service that the service does not list. An empty O(services) with V(exact) is refused: it would empty the table.
+        service that the service does not list. An empty O(services) with V(exact) is refused, as it would empty the table.
     type: str
     choices: [present, exact]
     default: present
