@@ -477,7 +477,8 @@ class IPVSTable:
             self.nl = nl.IPVSNetlink(IPVS())
         except Exception as exc:  # pyroute2 raises several types when the family is missing
             module.fail_json(
-                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing): load it with 'modprobe ip_vs' (in a container, on the host): {exc}"
+                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing: {exc}): load the kernel module with 'modprobe ip_vs' "
+                "(the lvs.dr.director role does; in a container, load it on the host), or boot a kernel built with CONFIG_IP_VS"
             )
 
     def close(self):
