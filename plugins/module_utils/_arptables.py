@@ -390,6 +390,11 @@ def select_backend(module, requested):
     if requested != "auto":
         return require_backend(module, requested), []
     located = {name: locate_backend(module, name) for name in BACKENDS}
+    if not any(located.values()):
+        module.fail_json(
+            msg="no arptables backend is installed (neither arptables-nft with arptables-nft-save nor arptables-legacy found): "
+            f"install the package {PACKAGES['nft']} for the nft backend, or {PACKAGES['legacy']} for the legacy one"
+        )
     name, warning = choose_backend(detect_default_backend(module), lambda name: located[name] is not None and located[name].can_list())
     return located[name] or require_backend(module, name), [warning] if warning else []
 
