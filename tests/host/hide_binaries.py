@@ -1,9 +1,9 @@
 """Run a command with some executables hidden: hide_binaries.py PREFIX... -- ARGV...
 
 Every file named PREFIX* in PATH and in the sbin directories Ansible's get_bin_path always
-searches gets an empty, non-executable file bind-mounted over it; then ARGV is executed.
+searches gets /dev/null (not executable) bind-mounted over it; then ARGV is executed.
 Run it in a mount namespace of its own (`unshare --mount --propagation private`), so the
-host never sees the mounts. Exits 97 if anything it hid can still be executed.
+host never sees the mounts. Exits 97 if it found nothing to hide or anything it hid can still be executed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 
 SBIN = ("/sbin", "/usr/sbin", "/usr/local/sbin")
 
@@ -27,10 +26,10 @@ def main() -> None:
         for name in os.listdir(directory):
             if name.startswith(tuple(prefixes)):
                 hidden.add(os.path.join(directory, name))
-    empty = tempfile.NamedTemporaryFile(prefix="hidden-", delete=False)  # noqa: SIM115 - it must outlive this process
-    os.chmod(empty.name, 0o644)
     for path in sorted({os.path.realpath(p) for p in hidden}):
-        subprocess.run(["mount", "--bind", empty.name, path], check=True)
+        subprocess.run(["mount", "--bind", "/dev/null", path], check=True)
+    if not hidden:
+        sys.exit(f"hide_binaries: nothing named {' '.join(prefixes)}* in {dirs}: the fault would not be real")
     still = [p for p in sorted(hidden) if os.access(p, os.X_OK)]
     if still:
         print(f"hide_binaries: still executable: {still}", file=sys.stderr)
