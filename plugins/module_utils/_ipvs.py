@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import os
 import socket
+import sys
 import time
 import traceback
 
@@ -33,13 +34,18 @@ from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_netlink as nl
 PYROUTE2_MIN = "0.9.5"
 try:
     import pyroute2
-    from pyroute2 import IPVS
 
     HAS_PYROUTE2 = True
     PYROUTE2_IMP_ERR = None
 except ImportError:
     HAS_PYROUTE2 = False
     PYROUTE2_IMP_ERR = traceback.format_exc()
+try:
+    from pyroute2 import IPVS
+except ImportError:  # a pyroute2 from before its IPVS API (Debian 12's 0.7.2): check_pyroute2 names its version
+    IPVS = None
+    if HAS_PYROUTE2:
+        PYROUTE2_IMP_ERR = traceback.format_exc()
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
@@ -69,10 +75,12 @@ def check_pyroute2(module):
     if not HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib(f"pyroute2>={PYROUTE2_MIN}"), exception=PYROUTE2_IMP_ERR)
     version = getattr(pyroute2, "__version__", "0")
-    if LooseVersion(version) < LooseVersion(PYROUTE2_MIN):
+    if LooseVersion(version) < LooseVersion(PYROUTE2_MIN) or IPVS is None:
         module.fail_json(
-            msg=f"pyroute2 {version} is too old: its IPVS API needs pyroute2>={PYROUTE2_MIN} "
-            f"(Debian 12 ships 0.7.2; install a newer one with pip, e.g. pip install 'pyroute2>={PYROUTE2_MIN}')"
+            msg=f"pyroute2 {version} is too old: its IPVS API needs pyroute2>={PYROUTE2_MIN} (Debian 12 ships 0.7.2); "
+            f"upgrade the one in {os.path.dirname(pyroute2.__file__ or '?')} for the Python that runs this module: "
+            f"{sys.executable} -m pip install 'pyroute2>={PYROUTE2_MIN}'",
+            exception=PYROUTE2_IMP_ERR,
         )
 
 
@@ -484,7 +492,8 @@ class IPVSTable:
             self.nl = nl.IPVSNetlink(IPVS())
         except Exception as exc:  # pyroute2 raises several types when the family is missing
             module.fail_json(
-                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing): load it with 'modprobe ip_vs' (in a container, on the host): {exc}"
+                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing: {exc}): load the kernel module with 'modprobe ip_vs' "
+                "(the lvs.dr.director role does; in a container, load it on the host), or boot a kernel built with CONFIG_IP_VS"
             )
 
     def close(self):
