@@ -328,7 +328,7 @@ class Backend:
 
     def read(self):
         """(rc, save text, stderr), never failing the module."""
-        rc, out, err = self.module.run_command(self.list_command)
+        rc, out, err = self.module.run_command(self.list_command, expand_user_and_vars=False)
         if self.name == "legacy" and rc == 0:
             out = save_from_legacy_listing(out)
         return rc, out, err
@@ -342,9 +342,9 @@ class Backend:
         # nft lists nothing both in a fresh namespace and on a kernel without nftables' arp family
         # (the UML lab's): adding a rule in a throwaway network namespace tells them apart.
         unshare = self.module.get_bin_path("unshare")
-        if not unshare or self.module.run_command([unshare, "--net", "--", "true"])[0] != 0:
+        if not unshare or self.module.run_command([unshare, "--net", "--", "true"], expand_user_and_vars=False)[0] != 0:
             return True
-        return self.module.run_command([unshare, "--net", "--", self.binary, "-A", "INPUT", "-j", "ACCEPT"])[0] == 0
+        return self.module.run_command([unshare, "--net", "--", self.binary, "-A", "INPUT", "-j", "ACCEPT"], expand_user_and_vars=False)[0] == 0
 
     def get_existing_rules(self):
         """The full save text."""
@@ -355,7 +355,8 @@ class Backend:
 
     def apply_changes(self, commands):
         for args in commands:
-            self.module.run_command([self.binary, *args], check_rc=True)
+            # run_command would expand ~ and $VARS in each argument: an interface may be named ~x or $x.
+            self.module.run_command([self.binary, *args], check_rc=True, expand_user_and_vars=False)
 
 
 def locate_backend(module, name):
@@ -380,7 +381,7 @@ def detect_default_backend(module):
         return None
     name = backend_from_path(os.path.realpath(path))
     if name is None:
-        rc, out, err = module.run_command([path, "-V"])
+        rc, out, err = module.run_command([path, "-V"], expand_user_and_vars=False)
         name = backend_from_version(out + err)
     return name
 
@@ -390,6 +391,11 @@ def select_backend(module, requested):
     if requested != "auto":
         return require_backend(module, requested), []
     located = {name: locate_backend(module, name) for name in BACKENDS}
+    if not any(located.values()):
+        module.fail_json(
+            msg="no arptables backend is installed (neither arptables-nft with arptables-nft-save nor arptables-legacy found): "
+            f"install the package {PACKAGES['nft']} for the nft backend, or {PACKAGES['legacy']} for the legacy one"
+        )
     name, warning = choose_backend(detect_default_backend(module), lambda name: located[name] is not None and located[name].can_list())
     return located[name] or require_backend(module, name), [warning] if warning else []
 

@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import os
 import socket
+import sys
 import time
 import traceback
 
@@ -33,13 +34,18 @@ from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_netlink as nl
 PYROUTE2_MIN = "0.9.5"
 try:
     import pyroute2
-    from pyroute2 import IPVS
 
     HAS_PYROUTE2 = True
     PYROUTE2_IMP_ERR = None
 except ImportError:
     HAS_PYROUTE2 = False
     PYROUTE2_IMP_ERR = traceback.format_exc()
+try:
+    from pyroute2 import IPVS
+except ImportError:  # a pyroute2 from before its IPVS API (Debian 12's 0.7.2): check_pyroute2 names its version
+    IPVS = None
+    if HAS_PYROUTE2:
+        PYROUTE2_IMP_ERR = traceback.format_exc()
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
@@ -69,10 +75,12 @@ def check_pyroute2(module):
     if not HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib(f"pyroute2>={PYROUTE2_MIN}"), exception=PYROUTE2_IMP_ERR)
     version = getattr(pyroute2, "__version__", "0")
-    if LooseVersion(version) < LooseVersion(PYROUTE2_MIN):
+    if LooseVersion(version) < LooseVersion(PYROUTE2_MIN) or IPVS is None:
         module.fail_json(
-            msg=f"pyroute2 {version} is too old: its IPVS API needs pyroute2>={PYROUTE2_MIN} "
-            f"(Debian 12 ships 0.7.2; install a newer one with pip, e.g. pip install 'pyroute2>={PYROUTE2_MIN}')"
+            msg=f"pyroute2 {version} is too old: its IPVS API needs pyroute2>={PYROUTE2_MIN} (Debian 12 ships 0.7.2); "
+            f"upgrade the one in {os.path.dirname(pyroute2.__file__ or '?')} for the Python that runs this module: "
+            f"{sys.executable} -m pip install 'pyroute2>={PYROUTE2_MIN}'",
+            exception=PYROUTE2_IMP_ERR,
         )
 
 
@@ -272,6 +280,11 @@ def want_real(params, service):
 # --- diffing --------------------------------------------------------------------------------
 
 
+def check_drain_timeout(seconds):
+    if seconds < 0:
+        raise IPVSInputError(f"drain_timeout: {seconds} is out of range; use 0 (remove only if no connections are left) or more seconds")
+
+
 def diff_entry(before, after):
     """The fields whose values differ; a missing side differs in every field."""
     if not before or not after:
@@ -288,14 +301,24 @@ def plan_entry(before, want, state):
     return "set" if diff_entry(before, want) else None
 
 
-def converge_entry(module, state, before, want, apply, read_back):
-    """Plan, apply (unless in check mode) and report one entry for STATE (present or absent):
-    the module result's common part, with "entry" the entry as the kernel has it after the
-    run (or would have)."""
-    action = plan_entry(before, want, state)
+def converge_entry(module, what, state, before, want, apply, read_back):
+    """Plan, apply (unless in check mode) and report one WHAT (service or real) entry for STATE
+    (present or absent): the module result's common part, with "entry" the entry as the kernel
+    has it after the run (or would have). APPLY(action, entry) returns the kernel's errno (0 for
+    done). When the write loses a race with another run (lost_race), the entry is read again and
+    planned once more: what the other run did is not reported as this run's change."""
+    for attempt in range(2):
+        action = plan_entry(before, want, state)
+        if not action or module.check_mode:
+            break
+        code = apply(action, before if action == "delete" else want)
+        if not code:
+            break
+        if attempt or not lost_race(what, action, code):
+            module.fail_json(msg=explain_netlink_error(what, action, code), errno=code)
+        before = read_back()
     after = before if action is None else (None if action == "delete" else want)
     if action and not module.check_mode:
-        apply(action, before if action == "delete" else want)
         after = read_back()
     result = {
         "changed": action is not None,
@@ -469,7 +492,8 @@ class IPVSTable:
             self.nl = nl.IPVSNetlink(IPVS())
         except Exception as exc:  # pyroute2 raises several types when the family is missing
             module.fail_json(
-                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing): load it with 'modprobe ip_vs' (in a container, on the host): {exc}"
+                msg=f"this kernel has no IPVS (the generic netlink family IPVS is missing: {exc}): load the kernel module with 'modprobe ip_vs' "
+                "(the lvs.dr.director role does; in a container, load it on the host), or boot a kernel built with CONFIG_IP_VS"
             )
 
     def close(self):
@@ -504,14 +528,17 @@ class IPVSTable:
         return {service_key(s): (s, {real_key(r): r for r, _counts in self.get_reals(s)}) for s, _counters in self.get_services()}
 
     def apply_service(self, action, service):
-        self._write_one("service", action, service_request(action, service))
+        """Write one service change; the kernel's errno (0 for done)."""
+        return self.write([service_request(action, service)])[0]
 
     def apply_real(self, action, service, real):
-        self._write_one("real", action, real_request(action, service, real))
+        """Write one real server change; the kernel's errno (0 for done)."""
+        return self.write([real_request(action, service, real)])[0]
 
-    def _write_one(self, what, action, request):
-        code = self.write([request])[0]
-        if code:
+    def settle(self, what, action, code):
+        """Fail the module with the kernel's reason, unless CODE is 0 or a lost race: another run
+        made the same change (a real server removed twice by two drains)."""
+        if code and not lost_race(what, action, code):
             self.module.fail_json(msg=explain_netlink_error(what, action, code), errno=code)
 
     def write(self, requests):
@@ -525,13 +552,13 @@ class IPVSTable:
         no connections for it, and remove it if so: {removed, waited, active_connections,
         inactive_connections}. Not removed means it stays in the table at weight 0."""
         if real["weight"]:
-            self.apply_real("set", service, {**real, "weight": 0})
+            self.settle("real", "set", self.apply_real("set", service, {**real, "weight": 0}))
         started = time.monotonic()
         counts = self.wait_drained(service, real_key(real), timeout)
         left = {k: (counts or {}).get(k, 0) for k in ("active_connections", "inactive_connections")}
         removed = not sum(left.values())
         if counts is not None and removed:  # None: someone else removed it while we waited
-            self.apply_real("delete", service, real)
+            self.settle("real", "delete", self.apply_real("delete", service, real))
         return {"removed": removed, "waited": round(time.monotonic() - started, 1), **left}
 
     def wait_drained(self, service, key, timeout, interval=1.0):
@@ -547,6 +574,28 @@ class IPVSTable:
             time.sleep(interval)
 
 
+def timed_out_draining(timeout, stuck):
+    """The failure text when real servers still have connections at drain_timeout: STUCK is
+    [(real server, its service, active, inactive)]."""
+    names = ", ".join(f"{real} of {service} ({active} active, {inactive} inactive connections)" for real, service, active, inactive in stuck)
+    return (
+        f"timed out after {timeout}s draining {names}: left in the table at weight 0 "
+        "(raise drain_timeout, or use state=absent to remove it with its connections)"
+    )
+
+
+def lost_race(what, action, code):
+    """Whether the kernel refused ACTION on a WHAT (service, real) because another run changed the
+    same entry meanwhile: it added it (EEXIST), or removed it or its service (ENOENT, ESRCH).
+    Re-reading and planning again is then the answer, not a failure. (ENOENT for a service add or
+    set is a scheduler the kernel could not load, not a race.)"""
+    if code == errno.EEXIST:
+        return action == "add"
+    if code == errno.ESRCH:
+        return True
+    return code == errno.ENOENT and what == "real" and action in ("set", "delete")
+
+
 def explain_netlink_error(what, action, code):
     """Why the kernel refused to ACTION (add, set, delete) a WHAT (service, real), and the fix."""
     what = "real server" if what == "real" else what
@@ -560,4 +609,9 @@ def explain_netlink_error(what, action, code):
         return f"the {what} is gone from the kernel's table (changed by someone else during this run); run again"
     if code == errno.EEXIST:
         return f"the {what} appeared in the kernel's table during this run (added by someone else); run again"
+    if code == errno.EINVAL and what == "real server":
+        return (
+            f"the kernel refused to {action} the real server (errno {code}, {os.strerror(code)}): its address must be a "
+            "unicast address (not multicast or broadcast), and its forwarding options must suit the service"
+        )
     return f"the kernel refused to {action} the {what}: {os.strerror(code)} (errno {code})"

@@ -178,12 +178,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     IPVSInputError,
     IPVSTable,
+    check_drain_timeout,
     converge_entry,
     describe_service,
     real_key,
     real_options,
     service_identity_options,
+    service_key,
     service_key_from,
+    timed_out_draining,
     want_real,
 )
 
@@ -197,10 +200,9 @@ def drain(module, table, service, before):
         return result
     report = table.drain_real(service, before, module.params["drain_timeout"])
     if not report["removed"]:
+        name, counts = f"{before['address']}:{before['port']}", (report["active_connections"], report["inactive_connections"])
         module.fail_json(
-            msg=f"timed out after {report['waited']}s draining {before['address']}:{before['port']}: {report['active_connections']} active "
-            f"and {report['inactive_connections']} inactive connections left; it stays in the table at weight 0 (raise drain_timeout, "
-            "or use state=absent to remove it with its connections)",
+            msg=timed_out_draining(module.params["drain_timeout"], [(name, describe_service(service_key(service)), *counts)]),
             changed=True,
             drain=report,
             real={**before, "weight": 0},
@@ -217,6 +219,7 @@ def main():
     module = AnsibleModule(supports_check_mode=True, **identity)
     try:
         key = service_key_from(module.params, prefix="service_")
+        check_drain_timeout(module.params["drain_timeout"])
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
     table = IPVSTable(module)
@@ -234,6 +237,7 @@ def main():
     else:
         result = converge_entry(
             module,
+            "real",
             "absent" if module.params["state"] == "drained" else module.params["state"],
             before=before,
             want=want,

@@ -181,6 +181,7 @@ def main():
     key = service_key(want)
     result = converge_entry(
         module,
+        "service",
         module.params["state"],
         before=table.get_existing_service(key),
         want=want,

@@ -138,7 +138,7 @@ options:
     description:
       - V(present) adds and changes the listed services and real servers and leaves everything else alone.
       - V(exact) also removes every service that is not listed and not O(protected), and every real server of a listed
-        service that the service does not list.
+        service that the service does not list. An empty O(services) with V(exact) is refused, as it would empty the table.
     type: str
     choices: [present, exact]
     default: present
@@ -177,6 +177,10 @@ notes:
   - Options left out take their defaults, as with C(ipvsadm); the table is made exactly as described.
   - Measured figures (an 11,000-entry table converged within 1.5 times C(ipvsadm-restore)) are in the collection's
     docs/performance.md.
+  - Two runs at once against one host (two playbooks, say) both succeed. When the kernel refuses a write because the
+    other run has just added or removed the same entry (C(EEXIST), C(ENOENT), C(ESRCH)), the table is read again and
+    only what is still to do is written, up to three times; RV(changes) lists what this run wrote, and
+    RV(metrics.lost_races) counts the refused writes.
 """
 
 EXAMPLES = r"""
@@ -245,13 +249,15 @@ metrics:
   description:
     - The run's own figures - seconds to read the table, to plan the writes and to apply them, and in all since the module
       the process started (Python's and Ansible's start-up included, to 10 ms); netlink requests (dumps and writes) and writes the kernel carried out;
-      the process's peak memory in KiB; the entries in the wanted table.
+      the process's peak memory in KiB; the entries in the wanted table; C(lost_races), writes refused because another
+      run had made the same change first (see the notes).
   returned: always
   type: dict
   sample: {read_seconds: 0.41, plan_seconds: 0.05, apply_seconds: 0.0, total_seconds: 0.9, netlink_requests: 1001,
-           netlink_writes: 0, peak_rss_kib: 48212, entries: 11000}
+           netlink_writes: 0, lost_races: 0, peak_rss_kib: 48212, entries: 11000}
 """
 
+import operator
 import os
 import resource
 import time
@@ -261,12 +267,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
     IPVSInputError,
     IPVSTable,
+    check_drain_timeout,
     describe_service,
     explain_netlink_error,
+    lost_race,
     real_options,
     service_identity_options,
     service_key,
     service_options,
+    timed_out_draining,
 )
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_table import (
     deletion,
@@ -277,6 +286,9 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs_table import (
     requests_of,
     wanted_table,
 )
+
+# Rounds of re-reading after writes that lost races with another run (see apply_changes).
+RACE_ROUNDS = 3
 
 
 def argument_spec():
@@ -295,6 +307,36 @@ def argument_spec():
     )
 
 
+def apply_changes(module, table, changes, replan):
+    """Write CHANGES; the changes this run applied, and how many writes lost a race. A write
+    that another run's made moot (lost_race: it added or removed the same entry meanwhile) is
+    not an error: the table is read again and REPLAN(current) gives what is still to do, up to
+    RACE_ROUNDS times. Any other refusal fails the task, saying what was applied."""
+    applied, races = [], 0
+    for round_ in range(RACE_ROUNDS + 1):
+        results = table.write(requests_of(changes))
+        applied += [c for c, code in zip(changes, results, strict=True) if code == 0]
+        refused = [(c, code) for c, code in zip(changes, results, strict=True) if code]
+        if not refused:
+            return applied, races
+        if round_ < RACE_ROUNDS and all(lost_race(c[0], c[1], code) for c, code in refused):
+            races += len(refused)
+            changes = replan(table.read())
+            if not changes:
+                return applied, races
+            continue
+        first, code = next(((c, k) for c, k in refused if not lost_race(c[0], c[1], k)), refused[0])
+        module.fail_json(
+            msg=f"{label(first)}: {explain_netlink_error(first[0], first[1], code)}; "
+            f"of {len(applied) + len(refused) + results.count(None)} writes {len(applied)} were applied, {len(refused)} refused "
+            f"and {results.count(None)} not sent "
+            "(see applied and refused)",
+            changed=bool(applied),
+            applied=[describe(c) for c in applied],
+            refused=[{**describe(c), "errno": code} for c, code in refused],
+        )
+
+
 def drain(module, table, drains):
     """After the writes (which set their weight to 0): wait, all within drain_timeout, until each
     of DRAINS [(service, real)] has no connections, then remove it; the changes and the report."""
@@ -306,11 +348,10 @@ def drain(module, table, drains):
         if done["removed"]:
             changes.append(deletion(service, real))
     stuck = [e for e in report if not e["removed"]]
+    counts_of = operator.itemgetter("active_connections", "inactive_connections")
     if stuck:
-        names = ", ".join(f"{e['real']} of {e['service']} ({e['active_connections']} active, {e['inactive_connections']} inactive)" for e in stuck)
         module.fail_json(
-            msg=f"timed out after {module.params['drain_timeout']}s draining {names}: they stay in the table at weight 0 "
-            "(raise drain_timeout, or use state=absent to remove them with their connections)",
+            msg=timed_out_draining(module.params["drain_timeout"], [(e["real"], e["service"], *counts_of(e)) for e in stuck]),
             changed=True,
             drained=report,
         )
@@ -329,6 +370,12 @@ def main():
     params = module.params
     try:
         wanted = wanted_table(params["services"])
+        check_drain_timeout(params["drain_timeout"])
+        if params["state"] == "exact" and not wanted:
+            raise IPVSInputError(
+                "services: empty, and state=exact would delete every service in the table (did a variable come out empty?); "
+                "to empty the table on purpose, list each service with state: absent"
+            )
         if params["protected"] and params["state"] != "exact":
             raise IPVSInputError("protected: only state=exact removes services, so protected needs state: exact")
         protected = protection(params["protected"])
@@ -341,21 +388,9 @@ def main():
     t_plan = time.perf_counter()
     changes, drains = plan_table(current, wanted, params["state"] == "exact", protected)
     t_apply = time.perf_counter()
-    drained = []
+    drained, races = [], 0
     if changes and not module.check_mode:
-        results = table.write(requests_of(changes))
-        failed = [i for i, code in enumerate(results) if code]
-        if failed:
-            first = changes[failed[0]]
-            applied = [describe(c) for c, code in zip(changes, results, strict=True) if code == 0]
-            module.fail_json(
-                msg=f"{label(first)}: {explain_netlink_error(first[0], first[1], results[failed[0]])}; "
-                f"of {len(changes)} writes {len(applied)} were applied, {len(failed)} refused and {results.count(None)} not sent "
-                "(see applied and refused)",
-                changed=bool(applied),
-                applied=applied,
-                refused=[{**describe(changes[i]), "errno": results[i]} for i in failed],
-            )
+        changes, races = apply_changes(module, table, changes, lambda current: plan_table(current, wanted, params["state"] == "exact", protected)[0])
     if module.check_mode:
         changes += [deletion(service, real) for service, real in drains]
     else:
@@ -378,6 +413,7 @@ def main():
             "total_seconds": round(seconds_since_exec(), 2),
             "netlink_requests": table.nl.requests,
             "netlink_writes": table.writes,
+            "lost_races": races,
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "entries": sum(1 + len(reals) for _s, _state, reals in wanted),
         },

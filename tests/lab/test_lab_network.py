@@ -1,9 +1,10 @@
-"""The lab exposes its engine only as an owner-only unix socket, and reaches out only
-through its proxy, which serves the guest alone."""
+"""The lab exposes its engine only as an owner-only unix socket, reaches out only through its
+proxy, which serves the guest alone, and no lab container publishes a port."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import stat
@@ -98,3 +99,39 @@ def must_run(argv: list[str]) -> str:
 
 def _pids_in(ss_line: str) -> list[str]:
     return [part.split(",")[0] for part in ss_line.split("pid=")[1:]]
+
+
+def published_ports(container: dict, engine: str) -> list[str]:
+    """How a container (docker inspect) reaches beyond the engine's own networks, if it does."""
+    host = container["HostConfig"]
+    found = []
+    bindings = {port: b for port, b in (host.get("PortBindings") or {}).items() if b}
+    bound = {port: b for port, b in ((container.get("NetworkSettings") or {}).get("Ports") or {}).items() if b}
+    if bindings or bound or host.get("PublishAllPorts"):
+        found.append(f"{container['Name']}: PortBindings {bindings}, Ports {bound}, PublishAllPorts {host.get('PublishAllPorts')}")
+    if engine == "local" and host.get("NetworkMode") == "host":
+        found.append(f"{container['Name']}: shares this host's network")
+    return found
+
+
+def test_no_lab_container_publishes_a_port(lab_env: dict[str, str], run_dir: Path) -> None:
+    env = {**os.environ, **lab_env}
+    engine = (run_dir / "engine").read_text().strip() if (run_dir / "engine").exists() else "none"
+    names = must(subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, env=env, check=False)).split()
+    assert {"director", "rs1", "rs2", "client"} <= set(names), f"the lab's containers are not all there: {names}"
+    inspected = json.loads(must(subprocess.run(["docker", "inspect", *names], capture_output=True, text=True, env=env, check=False)))
+    published = [finding for container in inspected for finding in published_ports(container, engine)]
+    ps = must(subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}} {{.Ports}}"], capture_output=True, text=True, env=env, check=False))
+    published += [line for line in ps.splitlines() if "->" in line]
+    assert published == [], "lab containers publish ports:\n" + "\n".join(published)
+
+
+def test_published_ports_tells_a_published_port_from_an_exposed_one() -> None:
+    def container(ports: dict, mode: str = "lvs-lab", publish_all: bool = False) -> dict:
+        return {"Name": "/c", "HostConfig": {"PortBindings": ports, "PublishAllPorts": publish_all, "NetworkMode": mode}, "NetworkSettings": {"Ports": ports}}
+
+    assert published_ports(container({"80/tcp": None}), "uml") == []
+    assert published_ports(container({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}), "uml") != []
+    assert published_ports(container({}, publish_all=True), "uml") != []
+    assert published_ports(container({}, mode="host"), "local") == ["/c: shares this host's network"]
+    assert published_ports(container({}, mode="host"), "uml") == []

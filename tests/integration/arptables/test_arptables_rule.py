@@ -257,6 +257,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.bad_input("arptables_rule")
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[f"{n}-{'-'.join(args)}" for n, (args, _message) in enumerate(BAD_INPUTS)])
 def test_bad_input_fails_naming_the_option_and_changes_nothing(arptables_rule, netns, backend, tmp_path, args, message):
     cli(netns, backend, "-A", "INPUT", "-d", VIP, "-j", "DROP")

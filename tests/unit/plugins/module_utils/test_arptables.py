@@ -487,8 +487,9 @@ class FakeModule:
     def get_bin_path(self, name, required=False):
         return self.binaries.get(name)
 
-    def run_command(self, argv, check_rc=False):
+    def run_command(self, argv, check_rc=False, expand_user_and_vars=True):
         assert isinstance(argv, list)
+        assert expand_user_and_vars is False, "run_command would expand ~ and $VARS in the arguments"
         self.calls.append(argv)
         return self.answers.get(tuple(argv), (0, "", ""))
 

@@ -1,0 +1,139 @@
+"""Bad input to every IPVS module, against the lab's kernel: each case must fail with a message
+that names the option and what is allowed, and leave the namespace's IPVS table exactly as it
+was (`ipvsadm -Sn` before and after). docs/bad-input.md lists the cases and how many held."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from ..conftest import run
+from .conftest import ipvs_table
+
+VIP = "198.51.100.100"
+SERVICE = {"protocol": "tcp", "address": VIP, "port": 80, "scheduler": "rr"}
+REAL = {"protocol": "tcp", "service_address": VIP, "service_port": 80, "address": "198.51.100.2"}
+TABLE = [{**SERVICE, "reals": [{"address": "198.51.100.2"}]}]
+# What every case starts from: services on ports 80 and 81, real servers on 80.
+SEEDED = f"""-A -t {VIP}:80 -s rr
+-a -t {VIP}:80 -r 198.51.100.2:80 -g -w 1
+-a -t {VIP}:80 -r 198.51.100.9:80 -g -w 1
+-A -t {VIP}:81 -s wlc
+-A -f 7 -s rr
+"""
+
+SERVICE_CASES = [
+    ({**SERVICE, "address": "198.51.100.300"}, "address: '198.51.100.300' is not an IPv4 or IPv6 address"),
+    ({**SERVICE, "address": "198.51.100.100; ipvsadm -C"}, "address: '198.51.100.100; ipvsadm -C' is not an IPv4 or IPv6 address"),
+    ({**SERVICE, "address": "2001:db8::100", "family": "ipv4"}, "family: ipv4 does not match address 2001:db8::100 (ipv6)"),
+    ({**SERVICE, "port": 0}, "port: 0 is out of range; a port is 1 to 65535"),
+    ({**SERVICE, "port": 65536}, "port: 65536 is out of range; a port is 1 to 65535"),
+    ({**SERVICE, "port": "http"}, "argument 'port' is of type str and we were unable to convert to int"),
+    ({**SERVICE, "protocol": "icmp"}, "value of protocol must be one of: tcp, udp, sctp, got: icmp"),
+    ({**SERVICE, "scheduler": "roundrobin"}, "value of scheduler must be one of: rr, wrr, lc, wlc"),
+    ({**SERVICE, "scheduler": "rr; ipvsadm -C"}, "value of scheduler must be one of: rr, wrr, lc, wlc"),
+    ({**SERVICE, "scheduler": "twos"}, "the kernel could not load the scheduler or persistence engine (module ip_vs_<name>)"),
+    ({**SERVICE, "scheduler_flags": ["sh-port"]}, "scheduler_flags: sh-port do not apply to scheduler rr; sh-* go with scheduler sh, mh-* with mh"),
+    ({**SERVICE, "scheduler": "sh", "scheduler_flags": ["sh-port", "mh-port"]}, "scheduler_flags: mh-port do not apply to scheduler sh"),
+    ({**SERVICE, "persistent_timeout": -1}, "persistent_timeout: -1 is out of range; use 0 (not persistent) to 4294967295 seconds"),
+    ({**SERVICE, "persistent_timeout": 60, "persistent_netmask": "255.0.255.0"}, "persistent_netmask: '255.0.255.0' is not valid for an ipv4 service; use a"),
+    ({**SERVICE, "persistent_timeout": 60, "persistent_netmask": "33"}, "persistent_netmask: '33' is not valid for an ipv4 service; use a netmask such as"),
+    ({**SERVICE, "persistence_engine": "sip"}, "persistence_engine: a persistence engine needs a persistent service; set persistent_timeout too"),
+    ({**SERVICE, "persistent_timeout": 60, "persistence_engine": "http"}, "value of persistence_engine must be one of: sip, got: http"),
+    ({**SERVICE, "one_packet": True}, "one_packet: one-packet scheduling applies to UDP"),
+    ({**SERVICE, "fwmark": 3}, "parameters are mutually exclusive: fwmark|address"),
+    ({"fwmark": 0, "scheduler": "rr"}, "fwmark: 0 is out of range; a firewall mark is 1 to 4294967295"),
+    ({"fwmark": 4294967296, "scheduler": "rr"}, "fwmark: 4294967296 is out of range; a firewall mark is 1 to 4294967295"),
+    ({"address": VIP, "scheduler": "rr"}, "parameters are required together: address, port"),
+    ({**SERVICE, "state": "gone"}, "value of state must be one of: present, absent, got: gone"),
+    ({**SERVICE, "weight": 1}, "Unsupported parameters for (basic.py) module: weight. Supported parameters include: address"),
+]
+
+REAL_CASES = [
+    ({**REAL, "address": "rs1.example"}, "address: 'rs1.example' is not an IPv4 or IPv6 address"),
+    ({**REAL, "address": "2001:db8::2"}, "address: 2001:db8::2 is ipv6 but the service is ipv4; only forwarding_method tunnel can mix families"),
+    ({**REAL, "service_address": "198.51.100.100 -C"}, "service_address: '198.51.100.100 -C' is not an IPv4 or IPv6 address"),
+    ({**REAL, "service_port": 90}, f"the service tcp {VIP}:90 does not exist: create it first with lvs.dr.ipvs_service"),
+    ({**REAL, "fwmark": 5}, "parameters are mutually exclusive: fwmark|service_address"),
+    ({**REAL, "port": 8080}, "port: dr forwarding does no port mapping, so the real server port must be the service port 80, not 8080"),
+    ({**REAL, "port": 8080, "forwarding_method": "tunnel"}, "port: tunnel forwarding does no port mapping"),
+    ({**REAL, "port": 70000, "forwarding_method": "nat"}, "port: 70000 is out of range; a port is 1 to 65535"),
+    ({**REAL, "forwarding_method": "direct"}, "value of forwarding_method must be one of: dr, gatewaying, route, nat, masquerading, tunnel"),
+    ({**REAL, "tunnel_type": "gue"}, "tunnel_type: tunnel options need forwarding_method tunnel, not dr"),
+    ({**REAL, "tunnel_checksum": "csum"}, "tunnel_checksum: tunnel options need forwarding_method tunnel, not dr"),
+    ({**REAL, "forwarding_method": "tunnel", "tunnel_type": "gue"}, "tunnel_port: tunnel_type gue needs the UDP port of the real server's GUE receiver"),
+    ({**REAL, "forwarding_method": "tunnel", "tunnel_type": "ipip", "tunnel_port": 6080}, "tunnel_port, tunnel_checksum: they apply to tunnel_type gue"),
+    ({**REAL, "weight": -1}, "weight: -1 is out of range; use 0 (quiesce) to"),
+    ({**REAL, "weight": 2147483648}, "weight: 2147483648 is out of range; use 0 (quiesce) to 2147483647"),
+    ({**REAL, "upper_threshold": -1}, "upper_threshold: -1 is out of range; use 0 (no threshold) to 4294967295 connections"),
+    ({**REAL, "upper_threshold": 5, "lower_threshold": 9}, "lower_threshold: 9 is above upper_threshold 5"),
+    ({**REAL, "state": "drained", "drain_timeout": -5}, "drain_timeout: -5 is out of range; use 0"),
+]
+
+TABLE_CASES = [
+    ({"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "weight": -1}]}]}, f"services[0] (tcp {VIP}:80).reals[0]: weight: -1 is out of range"),
+    ({"services": TABLE + TABLE}, f"services[1] (tcp {VIP}:80): listed twice, also as services[0]"),
+    (
+        {"services": [{**SERVICE, "reals": [{"address": "198.51.100.2"}, {"address": "198.51.100.2", "weight": 3}]}]},
+        f"services[0] (tcp {VIP}:80).reals[1]: 198.51.100.2:80 is listed twice, also as reals[0]",
+    ),
+    ({"services": [{"address": "198.51.100.300", "port": 80}]}, "services[0]: address: '198.51.100.300' is not an IPv4 or IPv6 address"),
+    ({"services": [{"fwmark": 5, "address": VIP, "port": 80}]}, "parameters are mutually exclusive: fwmark|address, fwmark|port found in services"),
+    (
+        {"services": [{**SERVICE, "reals": [{"address": "2001:db8::2"}]}]},
+        f"services[0] (tcp {VIP}:80).reals[0]: address: 2001:db8::2 is ipv6 but the service is ipv4",
+    ),
+    ({"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "port": 8080}]}]}, f"services[0] (tcp {VIP}:80).reals[0]: port: dr forwarding does"),
+    (
+        {"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "tunnel_type": "gre"}]}]},
+        f"services[0] (tcp {VIP}:80).reals[0]: tunnel_type: tunnel options need forwarding_method tunnel, not dr",
+    ),
+    ({"services": [{**SERVICE, "scheduler": "twos"}]}, f"tcp {VIP}:80: the kernel could not load the scheduler or persistence engine"),
+    ({"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "state": "gone"}]}]}, "value of state must be one of: present, absent, drained"),
+    ({"services": [{**SERVICE, "reals": [{"weight": 3}]}]}, "missing required arguments: address found in services -> reals"),
+    ({"services": TABLE, "state": "mirror"}, "value of state must be one of: present, exact, got: mirror"),
+    ({"services": [], "state": "exact"}, "services: empty, and state=exact would delete every service in the table"),
+    ({"services": TABLE, "drain_timeout": -1}, "drain_timeout: -1 is out of range; use 0"),
+    ({"services": TABLE, "protected": [{"address": "10.0.0.0/8"}]}, "protected: only state=exact removes services, so protected needs state: exact"),
+    ({"services": TABLE, "state": "exact", "protected": [{"address": "10.0.0.0/33"}]}, "protected[0].address: '10.0.0.0/33' is not an address or a network"),
+    ({"services": TABLE, "state": "exact", "protected": [{}]}, "protected[0]: empty; give address, port, protocol or fwmark"),
+    ({"services": TABLE, "state": "exact", "protected": [{"fwmark": 7, "port": 80}]}, "protected[0]: fwmark names a firewall-mark service"),
+]
+
+# ipvs_info takes no options: anything given is refused, and it names what is supported (nothing).
+INFO_CASES = [
+    ({"address": VIP}, "Unsupported parameters for (basic.py) module: address"),
+    ({"services": TABLE}, "Unsupported parameters for (basic.py) module: services"),
+    ({"state": "present"}, "Unsupported parameters for (basic.py) module: state"),
+]
+
+CASES = [("ipvs_service", *c) for c in SERVICE_CASES] + [("ipvs_real", *c) for c in REAL_CASES]
+CASES += [("ipvs_table", *c) for c in TABLE_CASES] + [("ipvs_info", *c) for c in INFO_CASES]
+
+
+@pytest.fixture(scope="module")
+def seeded():
+    """One namespace for every case (none may change it), its table SEEDED."""
+    name = f"lvs-bad-{uuid.uuid4().hex[:8]}"
+    run("ip", "netns", "add", name)
+    run("ip", "-n", name, "link", "set", "lo", "up")
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ipvsadm", "-R"], input=SEEDED, text=True, check=True)
+        assert sorted(ipvs_table(name).splitlines()) == sorted(SEEDED.splitlines())
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize(
+    ("module", "params", "message"),
+    [pytest.param(*case, marks=pytest.mark.bad_input(case[0]), id=f"{case[0]}-{n}") for n, case in enumerate(CASES)],
+)
+def test_bad_input_fails_naming_the_option_and_changes_nothing(seeded, run_module, module, params, message):
+    before = ipvs_table(seeded)
+    result = run_module(module, params, netns=seeded)
+    assert result["rc"] != 0 and result.get("failed"), result
+    assert message in result["msg"], result["msg"]
+    assert ipvs_table(seeded) == before
