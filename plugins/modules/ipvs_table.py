@@ -180,7 +180,7 @@ notes:
   - Two runs at once against one host (two playbooks, say) both succeed. When the kernel refuses a write because the
     other run has just added or removed the same entry (C(EEXIST), C(ENOENT), C(ESRCH)), the table is read again and
     only what is still to do is written, up to three times; RV(changes) lists what this run wrote, and
-    RV(metrics.lost_races) counts the refused writes.
+    C(lost_races) in RV(metrics) counts the refused writes.
 """
 
 EXAMPLES = r"""
