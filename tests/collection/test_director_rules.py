@@ -23,6 +23,8 @@ SAVED = [
     "-a -f 7 -r 10.9.0.6:0 -g -w 1",
     "-A -t [2001:db8::1]:80 -s rr",
     "-a -t [2001:db8::1]:80 -r [2001:db8::2]:80 -g -w 1",
+    "-A -f 7 -6 -s rr",
+    "-a -f 7 -6 -r [2001:db8::3]:0 -g -w 1",
 ]
 
 
@@ -40,6 +42,7 @@ INFO = [
     service("ipv4", "udp", "10.9.0.1", 53, None, [real("10.9.0.5", 53, 0, 9)]),
     service("ipv4", None, None, None, 7, [real("10.9.0.6", 0, 7, 0)]),
     service("ipv6", "tcp", "2001:db8::1", 80, None, [real("2001:db8::2", 80, 10, 5)]),
+    service("ipv6", None, None, None, 7, [real("2001:db8::3", 0, 7, 3)]),
 ]
 
 
@@ -78,6 +81,7 @@ def test_thresholds_go_on_their_real_servers_lines(tmp_path: Path) -> None:
     expected[4] += " -x 0 -y 9"
     expected[6] += " -x 7 -y 0"
     expected[8] += " -x 10 -y 5"
+    expected[10] += " -x 7 -y 3"
     assert render(tmp_path, SAVED, INFO) == expected
 
 
