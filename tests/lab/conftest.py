@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,50 @@ def client_neighbour_of_vip() -> str:
     match = re.search(r"lladdr ([0-9a-f:]{17})", neigh)
     assert match, f"no neighbour entry for the VIP: {neigh!r}"
     return match.group(1)
+
+
+def site(lab_env: dict[str, str], *args: str) -> tuple[str, dict[str, dict[str, int]]]:
+    """Run site.yml on inventories/lab, with ARGS (--limit, -e ...); its output and each
+    host's recap counts."""
+    env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    playbook = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "playbooks/site.yml", "-i", "inventories/lab", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert playbook.returncode == 0, playbook.stdout[-5000:] + playbook.stderr[-3000:]
+    recap = {
+        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)
+    }
+    return playbook.stdout, recap
+
+
+TOPOLOGY = ("director", "rs1", "rs2", "client")
+
+
+def topology_ids() -> list[str]:
+    """The IDs of the topology's containers: `scripts/lab reset` recreates them (new IDs), a
+    `docker restart` keeps them."""
+    return must(lab("run", "--", "docker", "inspect", "--format", "{{.Id}}", *TOPOLOGY)).split()
+
+
+# One converge a session, shared by the modules that use it (each converge takes minutes).
+_CONVERGED: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def converged(lab_env: dict[str, str]) -> dict[str, dict[str, int]]:
+    """site.yml's first run on fresh containers: each host's recap counts. Reused by the next
+    module while the containers are the same ones; converged again after a module reset them
+    (test_seed_dr does)."""
+    if _CONVERGED and _CONVERGED["ids"] == topology_ids():
+        return _CONVERGED["recap"]
+    _CONVERGED.clear()
+    must(lab("reset"))
+    _out, recap = site(lab_env)
+    _CONVERGED.update(ids=topology_ids(), recap=recap)
+    return recap
