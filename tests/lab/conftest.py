@@ -79,19 +79,18 @@ def client_neighbour_of_vip() -> str:
     return match.group(1)
 
 
+def ansible(lab_env: dict[str, str], tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible TOOL (ansible-playbook, ansible) of the venv on the lab, from the checkout
+    with its ansible.cfg, with ARGS; the result, whatever its exit code."""
+    env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    argv = [str(PROJECT / ".venv" / "bin" / tool), *args]
+    return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False)
+
+
 def site(lab_env: dict[str, str], *args: str) -> tuple[str, dict[str, dict[str, int]]]:
     """Run site.yml on inventories/lab, with ARGS (--limit, -e ...); its output and each
     host's recap counts."""
-    env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    playbook = subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "playbooks/site.yml", "-i", "inventories/lab", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    playbook = ansible(lab_env, "ansible-playbook", "playbooks/site.yml", "-i", "inventories/lab", *args)
     assert playbook.returncode == 0, playbook.stdout[-5000:] + playbook.stderr[-3000:]
     recap = {
         host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)

@@ -163,6 +163,7 @@ def test_two_runs_at_once_both_succeed_and_each_entry_is_written_once(netns, run
     assert total(second, "reals", "set") >= 2000
 
     races = [r["metrics"]["lost_races"] for r in first + second]
+    print(f"lost races of the four runs (two at once, twice): {races}")  # the figure docs/robustness.md quotes
     assert sum(races) > 0, f"the two runs never overlapped, so this test proved nothing: lost races {races}"
 
 
