@@ -84,5 +84,17 @@ EOF
             in_root "$root" update-alternatives --quiet --set "$tool" "/usr/sbin/$tool-legacy"
         fi
     done
+    # As Debian's slim container images do: dpkg writes without fsync and skips docs, man
+    # pages and translations; apt fetches no translations. Every package installs as it would
+    # elsewhere, in a fraction of the UML guest's time.
+    cat >"$root/etc/dpkg/dpkg.cfg.d/lab-speedup" <<EOF
+force-unsafe-io
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/locale/*
+path-exclude=/usr/share/info/*
+EOF
+    echo 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/80lab-speedup"
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 }

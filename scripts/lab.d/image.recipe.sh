@@ -1,12 +1,14 @@
 # shellcheck shell=bash disable=SC2034
 # Recipe of the container images (Molecule platforms and the lab topology): Debian 12 with
 # systemd as PID 1 and python3, without what the roles install, so the roles prove their
-# installs. The "baked" variant adds those packages, for quick local runs only.
+# installs (Molecule's default scenario converges on it). The "baked" variant adds the Debian
+# packages the roles and Ansible's apt module install (not pyroute2, which comes from PyPI):
+# the lab topology runs on it, so its converges skip apt.
 # Sourced by scripts/lab after common.recipe.sh.
 
 IMAGE_REPO=lvs-dr-lab/debian12
 IMAGE_PACKAGES_base=systemd,systemd-sysv,dbus,python3,iproute2,iputils-ping,ca-certificates,curl,procps
-IMAGE_PACKAGES_baked=$IMAGE_PACKAGES_base,ipvsadm,arptables,apache2,python3-pip,kmod
+IMAGE_PACKAGES_baked=$IMAGE_PACKAGES_base,ipvsadm,arptables,apache2,python3-apt,python3-venv,python3-packaging,kmod
 
 # image_tag VARIANT: the image name in the lab's engine.
 image_tag() {
