@@ -24,8 +24,8 @@ FLUSHES = 5
 CURL = "curl -sS --noproxy '*' --max-time 5"
 
 # Broadcast one ARP request for an address from the client's eth0 and print the MAC of every
-# host that answers within a second: who answers ARP for the VIP, race or not. (The image has
-# python3 but no arping.)
+# host that answers within two seconds (the lab's one vCPU may be busy): who answers ARP for
+# the VIP, race or not. (The image has python3 but no arping.)
 ARP_PROBE = r"""
 import fcntl, socket, struct, sys, time
 ifname, target = sys.argv[1], socket.inet_aton(sys.argv[2])
@@ -35,7 +35,7 @@ mac = raw.getsockname()[4]
 ip = fcntl.ioctl(socket.socket(), 0x8915, struct.pack("256s", ifname.encode()))[20:24]  # SIOCGIFADDR
 raw.send(b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip + b"\0" * 6 + target)
 raw.settimeout(0.2)
-seen, deadline = set(), time.monotonic() + 1
+seen, deadline = set(), time.monotonic() + 2
 while time.monotonic() < deadline:
     try:
         frame = raw.recv(128)

@@ -1,7 +1,10 @@
 """The seed scenario, converged by playbooks/site.yml: round robin over the VIP, ARP for the
 VIP answered by the director only, replies that bypass the director, the IPVS table in DR
-mode; then the same four checks again after the ipvsadm service and the director and real
-server containers restart, without the playbook running again.
+mode with its thresholds and timeouts, the saved rules, a clean boot; then the same checks
+again after the ipvsadm service and the director and real server containers restart, without
+the playbook running again. (A container's restart is a new network namespace: an empty IPVS
+table, the kernel's default timeouts, no VIP, no arptables rules, default sysctls. Only what
+the roles made persistent brings them back.) docs/restart.md has what a restart restores.
 """
 
 from __future__ import annotations
@@ -28,6 +31,43 @@ def lab(request, topology):
         # arptables rules, default sysctls. Only what the roles made persistent brings them back.
         topology.restart_containers([topology.director, *topology.realservers])
     return topology
+
+
+def thresholds_of(lab):
+    """{real server: (upper, lower)} of every real server group_vars gives thresholds."""
+    return {
+        f"{real['address']}:{service['port']}": (real["upper_threshold"], real["lower_threshold"])
+        for service in lab.services
+        for real in service.get("reals") or []
+        if "upper_threshold" in real
+    }
+
+
+def test_director_boots_clean(lab):
+    state = lab.host(lab.director).run("systemctl is-system-running").stdout.strip()
+    assert state == "running", lab.run(lab.director, "systemctl --failed --no-legend --plain")
+
+
+def test_thresholds_and_timeouts(lab):
+    wanted = thresholds_of(lab)
+    assert wanted, "molecule.yml gives no real server thresholds to check"
+    listing = lab.run(lab.director, "ipvsadm -Ln --thresholds")
+    rows = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^\s+->\s+(\d\S+)\s+(\d+)\s+(\d+)", listing, re.M)}
+    assert {real: rows.get(real) for real in wanted} == wanted, listing
+    timeouts = lab.run(lab.director, "ipvsadm -L --timeout")
+    assert timeouts.split(":")[-1].split() == ["3600", "60", "120"], timeouts
+
+
+def test_saved_rules_keep_thresholds(lab):
+    # ipvsadm-save's lines, each real server with thresholds followed by the -x/-y that
+    # ipvsadm-save leaves out (the role adds them), so a restore brings them back.
+    wanted = thresholds_of(lab)
+    expected = []
+    for line in lab.run(lab.director, "ipvsadm -Sn").splitlines():
+        real = re.search(r" -r (\S+) ", line)
+        extra = wanted.get(real[1]) if real else None
+        expected.append(line + (f" -x {extra[0]} -y {extra[1]}" if extra else ""))
+    assert lab.run(lab.director, "cat /etc/ipvsadm.rules").splitlines() == expected
 
 
 def test_round_robin(lab):
