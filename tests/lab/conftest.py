@@ -79,10 +79,14 @@ def client_neighbour_of_vip() -> str:
     return match.group(1)
 
 
-def ansible(lab_env: dict[str, str], tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+def ansible(lab_env: dict[str, str], tool: str, *args: str, fact_cache: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run an Ansible TOOL (ansible-playbook, ansible) of the venv on the lab, from the checkout
-    with its ansible.cfg, with ARGS; the result, whatever its exit code."""
+    with its ansible.cfg, with ARGS; the result, whatever its exit code. With FACT_CACHE (a
+    folder), facts are gathered once per host into it and then reused: only for runs that
+    change nothing the facts show."""
     env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if fact_cache:
+        env.update(ANSIBLE_GATHERING="smart", ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(fact_cache))
     argv = [str(PROJECT / ".venv" / "bin" / tool), *args]
     return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False)
 
@@ -120,6 +124,10 @@ def converged(lab_env: dict[str, str]) -> dict[str, dict[str, int]]:
         return _CONVERGED["recap"]
     _CONVERGED.clear()
     must(lab("reset"))
-    _out, recap = site(lab_env)
+    out, recap = site(lab_env)
+    # Kept for a look at where the time goes (scripts/test turns on profile_tasks).
+    log = PROJECT / "build" / "test-results" / "site-converge.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(out)
     _CONVERGED.update(ids=topology_ids(), recap=recap)
     return recap

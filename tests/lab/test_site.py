@@ -1,7 +1,7 @@
 """playbooks/site.yml on the lab's seed topology, as the README runs it: it converges and the
 client sees round robin through the director. That a second run changes nothing is checked by
 molecule/default's idempotence step on the same playbook (one run here keeps CI in budget).
-The converge is conftest's `converged`, shared with test_site_restart."""
+The converge is conftest's `converged`, shared with the other test_site_* modules."""
 
 from __future__ import annotations
 
