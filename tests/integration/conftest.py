@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -58,9 +59,67 @@ def collections_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 RunModule = Callable[..., dict[str, Any]]
 
+# How run_module starts a module: "zygote" (the default) forks it from module_runner.py's fork
+# server, which has Ansible's module_utils and pyroute2 imported already; "exec" runs
+# `[ip netns exec NS] python MODULE ARGSFILE`. Either way the module file's entry point runs in
+# a process of its own, in the namespace, and imports this collection afresh.
+MODULE_RUNNER = os.environ.get("LVS_TEST_MODULE_RUNNER", "zygote")
+if MODULE_RUNNER not in ("zygote", "exec"):
+    raise pytest.UsageError(f"LVS_TEST_MODULE_RUNNER must be zygote or exec, not {MODULE_RUNNER!r}")
+
+SpawnModule = Callable[[Path, Path, str | None], tuple[int, str, str]]
+
+
+@pytest.fixture(scope="session")
+def spawn_module(collections_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnModule]:
+    """spawn_module(MODULE_FILE, ARGSFILE, NETNS or None) -> (exit code, stdout, stderr):
+    one run of a module in a process of its own, the LVS_TEST_MODULE_RUNNER way."""
+    env = {**os.environ, "PYTHONPATH": str(collections_path)}
+    if MODULE_RUNNER == "exec":
+
+        def execute(module: Path, argsfile: Path, netns: str | None) -> tuple[int, str, str]:
+            argv = [sys.executable, str(module), str(argsfile)]
+            if netns:
+                argv = ["ip", "netns", "exec", netns, *argv]
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+            return proc.returncode, proc.stdout, proc.stderr
+
+        yield execute
+        return
+
+    # The zygote: a new Python (not a fork of pytest) with the same environment. pytest keeps no
+    # copy of its listening socket, so if it dies, connect() fails rather than waits.
+    workdir = tmp_path_factory.mktemp("zygote")
+    address, log = str(workdir / "socket"), workdir / "zygote.log"
+    with socket.socket(socket.AF_UNIX) as listener, log.open("w") as stderr:
+        listener.bind(address)
+        listener.listen(16)
+        argv = [sys.executable, str(Path(__file__).with_name("module_runner.py")), str(listener.fileno())]
+        zygote = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env, pass_fds=[listener.fileno()])
+
+    def fork(module: Path, argsfile: Path, netns: str | None) -> tuple[int, str, str]:
+        out, err = argsfile.with_suffix(".stdout"), argsfile.with_suffix(".stderr")
+        request = {"module": str(module), "argsfile": str(argsfile), "netns": netns, "cwd": os.getcwd(), "stdout": str(out), "stderr": str(err)}
+        try:
+            with socket.socket(socket.AF_UNIX) as conn:  # a connection per run: runs may overlap
+                conn.connect(address)
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                reply = conn.makefile("rb").readline()
+        except OSError:
+            reply = b""
+        if not reply:
+            pytest.fail(f"the module runner (tests/integration/module_runner.py) died; its stderr:\n{log.read_text()}")
+        return json.loads(reply)["rc"], out.read_text(), err.read_text()
+
+    try:
+        yield fork
+    finally:
+        zygote.stdin.close()  # its signal to exit
+        zygote.wait()
+
 
 @pytest.fixture
-def run_module(collections_path: Path, tmp_path: Path) -> RunModule:
+def run_module(spawn_module: SpawnModule, tmp_path: Path) -> RunModule:
     """Run a module of this collection through its entry point, the way Ansible does:
     run_module(NAME, ARGS, netns=NS, check=False, diff=False) -> the module's result dict
     (with "rc", the exit code, added)."""
@@ -68,16 +127,12 @@ def run_module(collections_path: Path, tmp_path: Path) -> RunModule:
     def _run(name: str, args: dict[str, Any], *, netns: str | None = None, check: bool = False, diff: bool = False) -> dict[str, Any]:
         argsfile = tmp_path / f"args-{uuid.uuid4().hex[:8]}.json"
         argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}))
-        argv = [sys.executable, str(PROJECT / "plugins" / "modules" / f"{name}.py"), str(argsfile)]
-        if netns:
-            argv = ["ip", "netns", "exec", netns, *argv]
-        env = {**os.environ, "PYTHONPATH": str(collections_path)}
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        rc, stdout, stderr = spawn_module(PROJECT / "plugins" / "modules" / f"{name}.py", argsfile, netns)
         try:
-            result = json.loads(proc.stdout)
+            result = json.loads(stdout)
         except json.JSONDecodeError:
-            pytest.fail(f"{name} printed no JSON result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        result["rc"] = proc.returncode
+            pytest.fail(f"{name} printed no JSON result (exit {rc}):\n{stdout}\n{stderr}")
+        result["rc"] = rc
         return result
 
     return _run
