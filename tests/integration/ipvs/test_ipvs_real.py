@@ -3,6 +3,8 @@ direct-routing network of namespaces (tests/integration/ipvs/conftest.py: dr_net
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ..conftest import run
@@ -121,9 +123,14 @@ def test_connection_survives_in_place_changes(balanced, run_module):
     assert run_module("ipvs_real", {**DR_SERVICE, "address": "198.51.100.2", "weight": 5, "upper_threshold": 1000}, netns=director)["action"] == "set"
     assert run_module("ipvs_service", {"address": VIP, "port": PORT, "scheduler": "wlc", "persistent_timeout": 60}, netns=director)["action"] == "set"
     assert conn.send("after") == "rs:after"
-    info = run_module("ipvs_info", {}, netns=director)
-    [real] = info["services"][0]["reals"]
-    # The counters run on: a delete + add would have started them again from zero.
+    # The counters run on: a delete + add would have started them again from zero, and they
+    # would stay there. The kernel publishes them every 2 s: read until they show, 5 s at most.
+    deadline = time.monotonic() + 5
+    while True:
+        [real] = run_module("ipvs_info", {}, netns=director)["services"][0]["reals"]
+        if real["stats"]["connections"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert real["active_connections"] == 1 and real["stats"]["connections"] >= 1 and real["weight"] == 5
 
 
