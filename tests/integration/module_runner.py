@@ -113,12 +113,12 @@ def serve(listener: socket.socket) -> None:
     selector.register(listener, selectors.EVENT_READ)
     selector.register(0, selectors.EVENT_READ)
     while True:
-        for key, _ in selector.select():
+        for key, _events in selector.select():
             if key.fd == 0:  # pytest is done
                 if not os.read(0, 4096):
                     return
             elif key.fileobj is listener:  # a request: fork its child, then watch the child's pidfd
-                conn, _ = listener.accept()
+                conn, _address = listener.accept()
                 request = json.loads(conn.makefile("rb").readline())
                 pid = os.fork()
                 if pid == 0:
