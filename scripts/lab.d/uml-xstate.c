@@ -9,61 +9,26 @@
  * at once ("ptrace set fp regs failed, errno = 14"). Linux fixed UML later (the FP buffer
  * is sized from the host); Debian 12 ships 6.1.
  *
- * This wrapper keeps, for each traced host process, the whole area of its last GETREGSET,
- * hands UML the first part it asked for, and on SETREGSET writes UML's part over that copy
- * and gives the host the whole area. What UML keeps per guest thread (x87, SSE, AVX) is
- * restored exactly; the state beyond it (AVX-512's upper registers, protection keys, AMX)
- * stays what the host process last had. Where the host's area is no larger than UML's
- * buffer, every call passes through unchanged.
+ * This wrapper passes every call through, but a SETREGSET of less than the host's whole area:
+ * that one it completes with the traced process's own current state (read with GETREGSET just
+ * before) beyond UML's part. What UML keeps per guest thread (x87, SSE, AVX) is restored
+ * exactly; the state beyond it (AVX-512's upper registers, protection keys, AMX) stays what
+ * the host process has. It keeps no state between calls. Where the host's area is no larger
+ * than UML's buffer, nothing is changed.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <elf.h>
 #include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #define AREA_MAX 65536 /* far above any XSAVE area so far (AMX: about 11 KiB) */
-#define SLOTS 32768    /* host processes tracked at once (pid hash, linear probing) */
 
-struct slot {
-    pid_t pid;
-    size_t len;          /* bytes of the whole area the host gave; 0: none read yet */
-    unsigned char *area; /* AREA_MAX bytes */
-};
-
-static struct slot slots[SLOTS];
 static long (*real_ptrace)(int, pid_t, void *, void *);
-
-static struct slot *slot_of(pid_t pid)
-{
-    for (unsigned i = 0; i < SLOTS; i++) {
-        struct slot *s = &slots[((unsigned)pid + i) % SLOTS];
-        if (s->pid == pid)
-            return s;
-        if (s->pid == 0) {
-            s->area = malloc(AREA_MAX);
-            if (!s->area)
-                return NULL;
-            s->pid = pid;
-            return s;
-        }
-    }
-    return NULL;
-}
-
-/* Read the whole area of PID into its slot. */
-static long read_area(pid_t pid, struct slot *s)
-{
-    struct iovec iov = {s->area, AREA_MAX};
-    long r = real_ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &iov);
-    if (r >= 0)
-        s->len = iov.iov_len;
-    return r;
-}
+static __thread unsigned char area[AREA_MAX];
 
 long ptrace(enum __ptrace_request request, ...)
 {
@@ -75,30 +40,14 @@ long ptrace(enum __ptrace_request request, ...)
     va_end(ap);
     if (!real_ptrace)
         real_ptrace = (long (*)(int, pid_t, void *, void *))dlsym(RTLD_NEXT, "ptrace");
-
-    struct slot *s;
-    if ((request != PTRACE_GETREGSET && request != PTRACE_SETREGSET) || (long)addr != NT_X86_XSTATE ||
-        !(s = slot_of(pid)))
+    if (request != PTRACE_SETREGSET || (long)addr != NT_X86_XSTATE)
         return real_ptrace(request, pid, addr, data);
 
-    struct iovec *iov = data;
-    if (request == PTRACE_GETREGSET) {
-        long r = read_area(pid, s);
-        if (r < 0)
-            return r;
-        if (iov->iov_len > s->len)
-            iov->iov_len = s->len;
-        memcpy(iov->iov_base, s->area, iov->iov_len);
-        return r;
-    }
-    if (s->len == 0) {
-        long r = read_area(pid, s);
-        if (r < 0)
-            return r;
-    }
-    if (iov->iov_len >= s->len)
+    /* The process's whole area as it is now; the host says how large it is. */
+    struct iovec *iov = data, whole = {area, sizeof(area)};
+    long r = real_ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &whole);
+    if (r < 0 || iov->iov_len >= whole.iov_len)
         return real_ptrace(request, pid, addr, data);
-    memcpy(s->area, iov->iov_base, iov->iov_len);
-    struct iovec whole = {s->area, s->len};
+    memcpy(area, iov->iov_base, iov->iov_len);
     return real_ptrace(request, pid, addr, &whole);
 }
