@@ -1,7 +1,8 @@
 # Copyright (c) lvs.dr developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The IPVS generic netlink protocol: messages to and from the kernel, as bytes.
+"""The IPVS generic netlink protocol: normalised entries (_ipvs_spec) to and from the kernel's
+messages, as bytes, and the socket they go over.
 
 PRIVATE to the collection: not a public API, it may change without notice.
 
@@ -13,6 +14,8 @@ layout below is the kernel's (net/netfilter/ipvs/ip_vs_ctl.c, include/uapi/linux
 Writes are pipelined: WINDOW requests go in one sendmsg, each with NLM_F_ACK, and the kernel
 executes and acknowledges them one by one, in order. There is no transaction: a failed request
 does not stop the ones after it, so callers stop after the first window that had an error.
+
+This is the only place that raises NetlinkError: a dump the kernel refuses, or no answer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import ipaddress
 import select
 import socket
 import struct
+
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import U32_MAX, family_of
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -51,6 +56,16 @@ DEST_ACTIVE, DEST_INACT, DEST_PERSIST, DEST_STATS, DEST_AF, DEST_STATS64 = range
 DEST_TUN_TYPE, DEST_TUN_PORT, DEST_TUN_FLAGS = 13, 14, 15
 # IPVS_STATS_ATTR_*: CONNS, INPKTS, OUTPKTS, INBYTES, OUTBYTES
 STATS_NAMES = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
+
+# The kernel's numbers for the names of _ipvs_spec.
+PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
+FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+FORWARDING = {"nat": 0, "tunnel": 2, "dr": 3}  # IP_VS_CONN_F_MASQ, _TUNNEL, _DROUTE
+TUNNEL_TYPES = {"ipip": 0, "gue": 1, "gre": 2}
+TUNNEL_CHECKSUMS = {"nocsum": 0, "csum": 1, "remcsum": 2}
+# IP_VS_SVC_F_*; SCHED1/2 mean fallback/port for sh and mh alike.
+SVC_F_PERSISTENT, SVC_F_HASHED, SVC_F_ONEPACKET = 0x1, 0x2, 0x4
+SCHEDULER_FLAGS = {"sh-fallback": 0x8, "sh-port": 0x10, "mh-fallback": 0x8, "mh-port": 0x10}
 
 WINDOW = 128  # requests per sendmsg: their ACKs must fit the socket's receive buffer
 RCVBUF = 1 << 20
@@ -128,6 +143,155 @@ def stats(buf, a, kind64, kind32):
     for number, name in enumerate(STATS_NAMES, start=1):
         off, size = inner.get(number, (0, 0))
         out[name] = (U64 if size == 8 else U32).unpack_from(buf, off)[0] if size else 0
+    return out
+
+
+# --- entries <-> messages ----------------------------------------------------------------------
+
+_PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+_FORWARDING_NAMES = {v: k for k, v in FORWARDING.items()}
+_TUNNEL_NAMES = {v: k for k, v in TUNNEL_TYPES.items()}
+_CHECKSUM_NAMES = {v: k for k, v in TUNNEL_CHECKSUMS.items()}
+_FULL_PREFIX = {"ipv4": 32, "ipv6": 128}
+
+
+def service_from_attributes(buf, top, with_stats=False):
+    """A normalised service, and its traffic counters (WITH_STATS, else {}), from one message of
+    a service dump (TOP: its top-level attributes)."""
+    off, size = top[ATTR_SERVICE]
+    a = attrs(buf, off, off + size)
+    af = u16(buf, a, SVC_AF)
+    family = "ipv6" if af == socket.AF_INET6 else "ipv4"
+    fwmark = u32(buf, a, SVC_FWMARK) or None
+    flags = u32(buf, a, SVC_FLAGS)  # struct ip_vs_flags: the flags, then the mask
+    scheduler = cstring(buf, a, SVC_SCHED)
+    timeout = u32(buf, a, SVC_TIMEOUT) if flags & SVC_F_PERSISTENT else 0
+    prefix = _FULL_PREFIX[family]
+    if timeout and SVC_NETMASK in a:
+        # IPv4: the netmask in network order; IPv6: a host-order prefix length in the same 4 bytes
+        prefix = bin(BE32.unpack_from(buf, a[SVC_NETMASK][0])[0]).count("1") if family == "ipv4" else u32(buf, a, SVC_NETMASK)
+    entry = {
+        "family": family,
+        "protocol": None if fwmark else _PROTOCOL_NAMES.get(u16(buf, a, SVC_PROTOCOL)),
+        "address": None if fwmark else address(af, buf, a[SVC_ADDR][0]),
+        "port": None if fwmark else be16(buf, a, SVC_PORT),
+        "fwmark": fwmark,
+        "scheduler": scheduler,
+        "persistent_timeout": timeout,
+        "persistent_netmask": prefix,
+        "persistence_engine": cstring(buf, a, SVC_PE),
+        "scheduler_flags": sorted(n for n, bit in SCHEDULER_FLAGS.items() if flags & bit and n.startswith(f"{scheduler}-")),
+        "one_packet": bool(flags & SVC_F_ONEPACKET),
+    }
+    return entry, stats(buf, a, SVC_STATS64, SVC_STATS) if with_stats else {}
+
+
+def real_from_attributes(buf, top, service_af, with_stats=False):
+    """A normalised real server, and its connection counts (plus its traffic counters under
+    "stats" WITH_STATS), from one message of a destination dump of a service of address family
+    SERVICE_AF."""
+    off, size = top[ATTR_DEST]
+    a = attrs(buf, off, off + size)
+    af = u16(buf, a, DEST_AF) or service_af  # kernels before 3.18 do not send it
+    method = _FORWARDING_NAMES.get(u32(buf, a, DEST_FWD) & 0x7, "local")
+    tunnel = {"tunnel_type": None, "tunnel_port": None, "tunnel_checksum": None}
+    if method == "tunnel":
+        tunnel_type = _TUNNEL_NAMES.get(buf[a[DEST_TUN_TYPE][0]] if DEST_TUN_TYPE in a else 0)
+        tunnel = {
+            "tunnel_type": tunnel_type,
+            "tunnel_port": be16(buf, a, DEST_TUN_PORT) if tunnel_type == "gue" else None,
+            "tunnel_checksum": _CHECKSUM_NAMES.get(u16(buf, a, DEST_TUN_FLAGS), "nocsum") if tunnel_type != "ipip" else None,
+        }
+    entry = {
+        "address": address(af, buf, a[DEST_ADDR][0]),
+        "port": be16(buf, a, DEST_PORT),
+        "forwarding_method": method,
+        "weight": u32(buf, a, DEST_WEIGHT),
+        "upper_threshold": u32(buf, a, DEST_U_THRESH),
+        "lower_threshold": u32(buf, a, DEST_L_THRESH),
+        **tunnel,
+    }
+    counts = {
+        "active_connections": u32(buf, a, DEST_ACTIVE),
+        "inactive_connections": u32(buf, a, DEST_INACT),
+        "persistent_connections": u32(buf, a, DEST_PERSIST),
+    }
+    if with_stats:
+        counts["stats"] = stats(buf, a, DEST_STATS64, DEST_STATS)
+    return entry, counts
+
+
+def service_attributes(service, full=True):
+    """The kernel's attributes of a normalised service: its identity, and with FULL the fields
+    that NEW and SET need (SET without the persistence engine would clear it)."""
+    af = FAMILIES[service["family"]]
+    out = [nla(SVC_AF, U16.pack(af))]
+    if service["fwmark"] is not None:
+        out.append(nla(SVC_FWMARK, U32.pack(service["fwmark"])))
+    else:
+        out += [
+            nla(SVC_PROTOCOL, U16.pack(PROTOCOLS[service["protocol"]])),
+            nla(SVC_ADDR, packed_address(af, service["address"])),
+            nla(SVC_PORT, BE16.pack(service["port"])),
+        ]
+    if full:
+        flags = SVC_F_PERSISTENT if service["persistent_timeout"] else 0
+        flags |= SVC_F_ONEPACKET if service["one_packet"] else 0
+        for name in service["scheduler_flags"]:
+            flags |= SCHEDULER_FLAGS[name]
+        prefix = service["persistent_netmask"]
+        netmask = BE32.pack(U32_MAX << (32 - prefix) & U32_MAX) if af == socket.AF_INET else U32.pack(prefix)
+        out.append(nla(SVC_SCHED, service["scheduler"].encode() + b"\0"))
+        if service["persistence_engine"]:
+            out.append(nla(SVC_PE, service["persistence_engine"].encode() + b"\0"))
+        out += [
+            nla(SVC_FLAGS, FLAGS.pack(flags, U32_MAX & ~SVC_F_HASHED)),
+            nla(SVC_TIMEOUT, U32.pack(service["persistent_timeout"])),
+            nla(SVC_NETMASK, netmask),
+        ]
+    return b"".join(out)
+
+
+def real_attributes(real, action):
+    """The kernel's attributes of a normalised real server: for delete its identity, else all of
+    them, since SET_DEST resets what it is not given (the tunnel settings too)."""
+    af = FAMILIES[family_of(real["address"])]
+    identity = [nla(DEST_AF, U16.pack(af)), nla(DEST_ADDR, packed_address(af, real["address"])), nla(DEST_PORT, BE16.pack(real["port"]))]
+    if action == "delete":
+        return b"".join(identity)
+    tunnel = real["forwarding_method"] == "tunnel"
+    return b"".join(
+        (
+            *identity,
+            nla(DEST_FWD, U32.pack(FORWARDING[real["forwarding_method"]])),
+            nla(DEST_WEIGHT, U32.pack(real["weight"])),
+            nla(DEST_U_THRESH, U32.pack(real["upper_threshold"])),
+            nla(DEST_L_THRESH, U32.pack(real["lower_threshold"])),
+            nla(DEST_TUN_TYPE, bytes((TUNNEL_TYPES[real["tunnel_type"]] if tunnel else 0,))),
+            nla(DEST_TUN_PORT, BE16.pack(real["tunnel_port"] or 0 if tunnel else 0)),
+            nla(DEST_TUN_FLAGS, U16.pack(TUNNEL_CHECKSUMS[real["tunnel_checksum"] or "nocsum"] if tunnel else 0)),
+        )
+    )
+
+
+def service_identity(service):
+    """nla(ATTR_SERVICE, ...) naming SERVICE: the body of a destination dump."""
+    return nla(ATTR_SERVICE, service_attributes(service, full=False))
+
+
+def requests(writes):
+    """The (command, body) of each write (what, action, service, real): what is "service" or
+    "real", action "add", "set" or "delete", real None for a service's own write. A service's
+    identity is built once for all its real servers."""
+    identities, out = {}, []
+    for what, action, service, real in writes:
+        if what == "service":
+            out.append((WRITE_COMMANDS[what, action], nla(ATTR_SERVICE, service_attributes(service, full=action != "delete"))))
+            continue
+        key = id(service)
+        if key not in identities:
+            identities[key] = service_identity(service)
+        out.append((WRITE_COMMANDS[what, action], identities[key] + nla(ATTR_DEST, real_attributes(real, action))))
     return out
 
 

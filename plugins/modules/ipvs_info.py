@@ -105,24 +105,17 @@ services:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs import IPVSTable
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import open_table
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    table = IPVSTable(module)
-    services = []
-    for service, stats in table.get_services(with_stats=True):
-        reals = [{**real, **counts_stats_split(counts)} for real, counts in table.get_reals(service, with_stats=True)]
-        services.append({**service, "stats": stats, "reals": reals})
-    table.close()
+    with open_table(module) as table:
+        services = [
+            {**service, "stats": stats, "reals": [{**real, **counts} for real, counts in table.reals(service, with_stats=True)]}
+            for service, stats in table.services(with_stats=True)
+        ]
     module.exit_json(changed=False, services=services)
-
-
-def counts_stats_split(counts):
-    """Connection counts stay at the top level; the traffic counters go under "stats"."""
-    top = ("active_connections", "inactive_connections", "persistent_connections")
-    return {**{k: counts[k] for k in top}, "stats": {k: v for k, v in counts.items() if k not in top}}
 
 
 if __name__ == "__main__":

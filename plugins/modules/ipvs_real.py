@@ -175,77 +175,44 @@ drain:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, entry_result, open_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
+    DRAIN_TIMEOUT,
+    REAL,
     IPVSInputError,
-    IPVSTable,
-    check_drain_timeout,
-    converge_entry,
-    describe_service,
+    argument_spec,
+    check_range,
+    identity_of,
+    identity_spec,
     real_key,
-    real_options,
-    service_identity_options,
-    service_key,
     service_key_from,
-    timed_out_draining,
     want_real,
 )
 
 
-def drain(module, table, service, before):
-    """Quiesce, wait for the connections to end, remove; the module's result."""
-    result = {"changed": True, "action": "delete", "changed_fields": sorted(before), "real": {}}
-    if module._diff:
-        result["diff"] = {"before": before, "after": {}}
-    if module.check_mode:
-        return result
-    report = table.drain_real(service, before, module.params["drain_timeout"])
-    if not report["removed"]:
-        name, counts = f"{before['address']}:{before['port']}", (report["active_connections"], report["inactive_connections"])
-        module.fail_json(
-            msg=timed_out_draining(module.params["drain_timeout"], [(name, describe_service(service_key(service)), *counts)]),
-            changed=True,
-            drain=report,
-            real={**before, "weight": 0},
-        )
-    result["drain"] = report
-    return result
-
-
 def main():
-    identity = service_identity_options(prefix="service_")
-    # Extended in place, not passed beside **identity: pylint cannot see the pop() and would
-    # take argument_spec for a keyword given twice.
-    identity["argument_spec"] = dict(identity["argument_spec"], **real_options(), drain_timeout=dict(type="int", default=300))
-    module = AnsibleModule(supports_check_mode=True, **identity)
+    spec = identity_spec(prefix="service_")
+    # Extended in place, not passed beside **spec: pylint would take argument_spec for a keyword given twice.
+    spec["argument_spec"].update(argument_spec({**REAL, "drain_timeout": DRAIN_TIMEOUT}))
+    module = AnsibleModule(supports_check_mode=True, **spec)
+    params = module.params
     try:
-        key = service_key_from(module.params, prefix="service_")
-        check_drain_timeout(module.params["drain_timeout"])
+        key = service_key_from(params, prefix="service_")
+        want = want_real(params, identity_of(key))
+        check_range("drain_timeout", params["drain_timeout"], DRAIN_TIMEOUT)
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
-    table = IPVSTable(module)
-    service = table.get_existing_service(key)
-    if service is None:
-        module.fail_json(msg=f"the service {describe_service(key)} does not exist: create it first with lvs.dr.ipvs_service")
-    try:
-        want = want_real(module.params, service)
-    except IPVSInputError as exc:
-        module.fail_json(msg=str(exc))
-
-    before, _counts = table.get_existing_real(service, real_key(want))
-    if module.params["state"] == "drained" and before:
-        result = drain(module, table, service, before)
-    else:
-        result = converge_entry(
-            module,
-            "real",
-            "absent" if module.params["state"] == "drained" else module.params["state"],
-            before=before,
-            want=want,
-            apply=lambda action, entry: table.apply_real(action, service, entry),
-            read_back=lambda: table.get_existing_real(service, real_key(want))[0],
-        )
-        result["real"] = result.pop("entry")
-    table.close()
+    with open_table(module) as table:
+        outcome = converge(module, table, [(identity_of(key), None, [(want, params["state"])])], drain_timeout=params["drain_timeout"], keys={key})
+        before = outcome.current.get(key, (None, {}))[1].get(real_key(want))
+        after = want if params["state"] == "present" else None
+        if not outcome.changes:
+            after = before
+        elif not module.check_mode:
+            after = table.read({key}).get(key, (None, {}))[1].get(real_key(want))
+    result = entry_result(module, "real", outcome.changes, before, after)
+    if outcome.drained:
+        result["drained"] = outcome.drained
     module.exit_json(**result)
 
 

@@ -155,41 +155,29 @@ changed_fields:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
-    IPVSInputError,
-    IPVSTable,
-    converge_entry,
-    service_identity_options,
-    service_key,
-    service_options,
-    want_service,
-)
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, entry_result, open_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import SERVICE, IPVSInputError, argument_spec, identity_spec, service_key, want_service
 
 
 def main():
-    identity = service_identity_options()
-    # Extended in place, not passed beside **identity: pylint cannot see the pop() and would
-    # take argument_spec for a keyword given twice.
-    identity["argument_spec"] = dict(identity["argument_spec"], **service_options())
-    module = AnsibleModule(supports_check_mode=True, **identity)
+    spec = identity_spec()
+    # Extended in place, not passed beside **spec: pylint would take argument_spec for a keyword given twice.
+    spec["argument_spec"].update(argument_spec(SERVICE))
+    module = AnsibleModule(supports_check_mode=True, **spec)
     try:
         want = want_service(module.params)
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
-
-    table = IPVSTable(module)
-    key = service_key(want)
-    result = converge_entry(
-        module,
-        "service",
-        module.params["state"],
-        before=table.get_existing_service(key),
-        want=want,
-        apply=table.apply_service,
-        read_back=lambda: table.get_existing_service(key),
-    )
-    table.close()
-    module.exit_json(service=result.pop("entry"), **result)
+    key, state = service_key(want), module.params["state"]
+    with open_table(module) as table:
+        outcome = converge(module, table, [(want, state, [])], keys={key})
+        before = outcome.current.get(key, (None,))[0]
+        after = want if state == "present" else None
+        if not outcome.changes:
+            after = before
+        elif not module.check_mode:
+            after = table.read(set()).get(key, (None,))[0]
+    module.exit_json(**entry_result(module, "service", outcome.changes, before, after))
 
 
 if __name__ == "__main__":

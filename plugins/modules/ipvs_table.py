@@ -257,105 +257,34 @@ metrics:
            netlink_writes: 0, lost_races: 0, peak_rss_kib: 48212, entries: 11000}
 """
 
-import operator
 import os
 import resource
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs import (
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, open_table, protection, wanted_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
+    DRAIN_TIMEOUT,
+    PROTECTED,
+    REAL,
+    SERVICE,
     IPVSInputError,
-    IPVSTable,
-    check_drain_timeout,
-    describe_service,
-    explain_netlink_error,
-    lost_race,
-    real_options,
-    service_identity_options,
-    service_key,
-    service_options,
-    timed_out_draining,
-)
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_table import (
-    deletion,
-    describe,
-    label,
-    plan_table,
-    protection,
-    requests_of,
-    wanted_table,
+    argument_spec,
+    check_range,
+    identity_spec,
 )
 
-# Rounds of re-reading after writes that lost races with another run (see apply_changes).
-RACE_ROUNDS = 3
 
-
-def argument_spec():
-    identity = service_identity_options()
-    service = dict(identity.pop("argument_spec"), **service_options(), reals=dict(type="list", elements="dict", default=[], options=real_options()))
+def module_spec():
+    identity = identity_spec()
+    service = dict(identity.pop("argument_spec"), **argument_spec(SERVICE), reals=dict(type="list", elements="dict", default=[], options=argument_spec(REAL)))
     return dict(
         services=dict(type="list", elements="dict", required=True, options=service, **identity),
         state=dict(type="str", choices=["present", "exact"], default="present"),
-        protected=dict(
-            type="list",
-            elements="dict",
-            default=[],
-            options=dict(address=dict(type="str"), port=dict(type="int"), protocol=dict(type="str", choices=["tcp", "udp", "sctp"]), fwmark=dict(type="int")),
-        ),
-        drain_timeout=dict(type="int", default=300),
+        protected=dict(type="list", elements="dict", default=[], options=argument_spec(PROTECTED)),
+        drain_timeout=argument_spec({"drain_timeout": DRAIN_TIMEOUT})["drain_timeout"],
     )
-
-
-def apply_changes(module, table, changes, replan):
-    """Write CHANGES; the changes this run applied, and how many writes lost a race. A write
-    that another run's made moot (lost_race: it added or removed the same entry meanwhile) is
-    not an error: the table is read again and REPLAN(current) gives what is still to do, up to
-    RACE_ROUNDS times. Any other refusal fails the task, saying what was applied."""
-    applied, races = [], 0
-    for round_ in range(RACE_ROUNDS + 1):
-        results = table.write(requests_of(changes))
-        applied += [c for c, code in zip(changes, results, strict=True) if code == 0]
-        refused = [(c, code) for c, code in zip(changes, results, strict=True) if code]
-        if not refused:
-            return applied, races
-        if round_ < RACE_ROUNDS and all(lost_race(c[0], c[1], code) for c, code in refused):
-            races += len(refused)
-            changes = replan(table.read())
-            if not changes:
-                return applied, races
-            continue
-        first, code = next(((c, k) for c, k in refused if not lost_race(c[0], c[1], k)), refused[0])
-        module.fail_json(
-            msg=f"{label(first)}: {explain_netlink_error(first[0], first[1], code)}; "
-            f"of {len(applied) + len(refused) + results.count(None)} writes {len(applied)} were applied, {len(refused)} refused "
-            f"and {results.count(None)} not sent "
-            "(see applied and refused)",
-            changed=bool(applied),
-            applied=[describe(c) for c in applied],
-            refused=[{**describe(c), "errno": code} for c, code in refused],
-        )
-
-
-def drain(module, table, drains):
-    """After the writes (which set their weight to 0): wait, all within drain_timeout, until each
-    of DRAINS [(service, real)] has no connections, then remove it; the changes and the report."""
-    deadline = time.monotonic() + module.params["drain_timeout"]
-    changes, report = [], []
-    for service, real in drains:
-        done = table.drain_real(service, {**real, "weight": 0}, max(0.0, deadline - time.monotonic()))
-        report.append({"service": describe_service(service_key(service)), "real": f"{real['address']}:{real['port']}", **done})
-        if done["removed"]:
-            changes.append(deletion(service, real))
-    stuck = [e for e in report if not e["removed"]]
-    counts_of = operator.itemgetter("active_connections", "inactive_connections")
-    if stuck:
-        module.fail_json(
-            msg=timed_out_draining(module.params["drain_timeout"], [(e["real"], e["service"], *counts_of(e)) for e in stuck]),
-            changed=True,
-            drained=report,
-        )
-    return changes, report
 
 
 def seconds_since_exec():
@@ -366,11 +295,11 @@ def seconds_since_exec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
     params = module.params
     try:
         wanted = wanted_table(params["services"])
-        check_drain_timeout(params["drain_timeout"])
+        check_range("drain_timeout", params["drain_timeout"], DRAIN_TIMEOUT)
         if params["state"] == "exact" and not wanted:
             raise IPVSInputError(
                 "services: empty, and state=exact would delete every service in the table (did a variable come out empty?); "
@@ -382,49 +311,34 @@ def main():
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
 
-    table = IPVSTable(module)
-    t_read = time.perf_counter()
-    current = table.read()
-    t_plan = time.perf_counter()
-    changes, drains = plan_table(current, wanted, params["state"] == "exact", protected)
-    t_apply = time.perf_counter()
-    drained, races = [], 0
-    if changes and not module.check_mode:
-        changes, races = apply_changes(module, table, changes, lambda current: plan_table(current, wanted, params["state"] == "exact", protected)[0])
-    if module.check_mode:
-        changes += [deletion(service, real) for service, real in drains]
-    else:
-        more, drained = drain(module, table, drains)
-        changes += more
-    t_done = time.perf_counter()
-    table.close()
-
+    with open_table(module) as table:
+        outcome = converge(module, table, wanted, params["state"] == "exact", protected, params["drain_timeout"])
+        requests, writes = table.requests, table.writes
     summary = {what: {a: 0 for a in ("add", "set", "delete")} for what in ("services", "reals")}
-    for change in changes:
-        summary[f"{change[0]}s"][change[1]] += 1
+    before, after = {}, {}
+    for change in outcome.changes:
+        summary[f"{change.what}s"][change.action] += 1
+        if change.before:
+            before.setdefault(change.label, change.before)
+        after[change.label] = change.after  # the last write to an entry says where it ends
     result = dict(
-        changed=bool(changes),
+        changed=bool(outcome.changes),
         summary=summary,
-        changes=[describe(c) for c in changes],
+        changes=[c.describe() for c in outcome.changes],
         metrics={
-            "read_seconds": round(t_plan - t_read, 3),
-            "plan_seconds": round(t_apply - t_plan, 3),
-            "apply_seconds": round(t_done - t_apply, 3),
+            **{f"{k}_seconds": round(v, 3) for k, v in outcome.seconds.items()},
             "total_seconds": round(seconds_since_exec(), 2),
-            "netlink_requests": table.nl.requests,
-            "netlink_writes": table.writes,
-            "lost_races": races,
+            "netlink_requests": requests,
+            "netlink_writes": writes,
+            "lost_races": outcome.races,
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "entries": sum(1 + len(reals) for _s, _state, reals in wanted),
         },
     )
-    if drained:
-        result["drained"] = drained
+    if outcome.drained:
+        result["drained"] = outcome.drained
     if module._diff:
-        result["diff"] = {
-            "before": {label(c): c[4] for c in changes if c[4]},
-            "after": {label(c): c[3] or c[2] for c in changes if c[1] != "delete"},
-        }
+        result["diff"] = {"before": before, "after": {k: v for k, v in after.items() if v}}
     module.exit_json(**result)
 
 

@@ -141,13 +141,13 @@ def test_drained_waits_for_connections_then_removes(balanced, run_module):
     timed_out = run_module("ipvs_real", {**DR_SERVICE, "address": "198.51.100.2", "state": "drained", "drain_timeout": 2}, netns=director)
     assert timed_out["rc"] != 0 and timed_out["failed"]
     assert "(1 active, 0 inactive connections): left in the table at weight 0" in timed_out["msg"], timed_out["msg"]
-    assert timed_out["drain"]["removed"] is False and timed_out["drain"]["active_connections"] == 1
+    assert timed_out["drained"][0]["removed"] is False and timed_out["drained"][0]["active_connections"] == 1
     assert "-r 198.51.100.2:8080 -g -w 0" in ipvs_table(director)
     # Quiesced, not cut: the held connection still works.
     assert conn.send("still") == "rs:still"
     conn.reset()
     drained = run_module("ipvs_real", {**DR_SERVICE, "address": "198.51.100.2", "state": "drained", "drain_timeout": 60}, netns=director)
-    assert drained["changed"] and drained["drain"]["removed"] is True and drained["drain"]["waited"] > 0, drained
+    assert drained["changed"] and drained["drained"][0]["removed"] is True and drained["drained"][0]["waited"] > 0, drained
     assert "198.51.100.2" not in ipvs_table(director)
     assert not run_module("ipvs_real", {**DR_SERVICE, "address": "198.51.100.2", "state": "drained"}, netns=director)["changed"]
 

@@ -1,4 +1,4 @@
-"""Unit tests of _ipvs: normalising, validating, diffing and the netlink encoding, with no
+"""Unit tests of _ipvs_spec, _ipvs_netlink and _ipvs_kernel: normalising, validating, diffing and the netlink encoding, with no
 kernel and no root."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import socket
 import pytest
 from pyroute2.netlink.generic.ipvs import ipvsmsg
 
-from ansible_collections.lvs.dr.plugins.module_utils import _ipvs as ipvs
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_kernel as kernel
 from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_netlink as nl
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_plan as plan
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_spec as ipvs
 
 SEED = {"protocol": "tcp", "address": "172.25.8.100", "port": 80, "scheduler": "rr"}
 
@@ -56,7 +58,7 @@ def test_service_key(params, key):
     [
         ({"address": "172.25.8.300", "port": 80}, "address: '172.25.8.300' is not an IPv4 or IPv6 address"),
         ({"address": "vip; reboot", "port": 80}, "address: 'vip; reboot' is not"),
-        ({"address": "172.25.8.100", "port": 0}, "port: 0 is out of range; a port is 1 to 65535"),
+        ({"address": "172.25.8.100", "port": 0}, "port: 0 is out of range; use 1 to 65535"),
         ({"address": "172.25.8.100", "port": 65536}, "port: 65536 is out of range"),
         ({"fwmark": 0}, "fwmark: 0 is out of range"),
         ({"fwmark": 2**32}, "fwmark: 4294967296 is out of range"),
@@ -159,7 +161,7 @@ def test_bad_real_options_name_the_option(params, message):
     ],
 )
 def test_diff_compares_field_by_field(before, after, fields):
-    assert ipvs.diff_entry(before, after) == fields
+    assert plan.diff_entry(before, after) == fields
 
 
 @pytest.mark.parametrize(
@@ -173,7 +175,7 @@ def test_diff_compares_field_by_field(before, after, fields):
     ],
 )
 def test_plan_is_one_write_and_never_delete_plus_add(before, state, action):
-    assert ipvs.plan_entry(before, service(), state) == action
+    assert plan.plan_entry(before, service(), state) == action
 
 
 def _as_dumped(request):
@@ -210,7 +212,7 @@ SERVICES = [
 @pytest.mark.parametrize("params", SERVICES)
 def test_service_survives_netlink_encoding(params):
     want = service(**params)
-    got, stats = ipvs.service_from_attributes(*_as_dumped(ipvs.service_request("add", want)))
+    got, stats = nl.service_from_attributes(*_as_dumped(nl.requests([("service", "add", want, None)])[0]))
     assert got == want
     assert stats == {}
 
@@ -218,17 +220,17 @@ def test_service_survives_netlink_encoding(params):
 @pytest.mark.parametrize("params", SERVICES)
 def test_pyroute2_reads_our_service_as_meant(params):
     want = service(**params)
-    svc = _pyroute2_decoded(ipvs.service_request("add", want)).get_attr("IPVS_CMD_ATTR_SERVICE")
+    svc = _pyroute2_decoded(nl.requests([("service", "add", want, None)])[0]).get_attr("IPVS_CMD_ATTR_SERVICE")
     assert svc.get_attr("IPVS_SVC_ATTR_ADDR") == want["address"]
     assert svc.get_attr("IPVS_SVC_ATTR_PORT") == want["port"]
     assert svc.get_attr("IPVS_SVC_ATTR_SCHED_NAME") == want["scheduler"]
     assert svc.get_attr("IPVS_SVC_ATTR_TIMEOUT") == want["persistent_timeout"]
     assert svc.get_attr("IPVS_SVC_ATTR_PE_NAME") == want["persistence_engine"]
-    assert bool(svc.get_attr("IPVS_SVC_ATTR_FLAGS")["flags"] & ipvs.SVC_F_ONEPACKET) == want["one_packet"]
+    assert bool(svc.get_attr("IPVS_SVC_ATTR_FLAGS")["flags"] & nl.SVC_F_ONEPACKET) == want["one_packet"]
 
 
 def test_a_delete_names_the_service_only():
-    command, body = ipvs.service_request("delete", service())
+    command, body = nl.requests([("service", "delete", service(), None)])[0]
     a = nl.attrs(body, 4, len(body))
     assert command == nl.CMD_DEL_SERVICE
     assert sorted(a) == [nl.SVC_AF, nl.SVC_PROTOCOL, nl.SVC_ADDR, nl.SVC_PORT]
@@ -236,7 +238,7 @@ def test_a_delete_names_the_service_only():
 
 def test_fwmark_service_survives_netlink_encoding():
     want = ipvs.want_service({"fwmark": 7, "family": "ipv6", "scheduler": "rr"})
-    got, _stats = ipvs.service_from_attributes(*_as_dumped(ipvs.service_request("set", want)))
+    got, _stats = nl.service_from_attributes(*_as_dumped(nl.requests([("service", "set", want, None)])[0]))
     assert got == want
 
 
@@ -250,8 +252,8 @@ REALS = [
 
 def _real_back(want):
     """WANT through a NEW_DEST request and back: the real server and its counts."""
-    body, top = _as_dumped(ipvs.real_request("add", service(), want))
-    return ipvs.real_from_attributes(body, top, socket.AF_INET)
+    body, top = _as_dumped(nl.requests([("real", "add", service(), want)])[0])
+    return nl.real_from_attributes(body, top, socket.AF_INET)
 
 
 @pytest.mark.parametrize("params", REALS)
@@ -265,10 +267,10 @@ def test_real_survives_netlink_encoding(params):
 @pytest.mark.parametrize("params", REALS)
 def test_pyroute2_reads_our_real_as_meant(params):
     want = real(params)
-    dest = _pyroute2_decoded(ipvs.real_request("set", service(), want)).get_attr("IPVS_CMD_ATTR_DEST")
+    dest = _pyroute2_decoded(nl.requests([("real", "set", service(), want)])[0]).get_attr("IPVS_CMD_ATTR_DEST")
     assert dest.get_attr("IPVS_DEST_ATTR_PORT") == want["port"]
     assert dest.get_attr("IPVS_DEST_ATTR_WEIGHT") == want["weight"]
-    assert dest.get_attr("IPVS_DEST_ATTR_FWD_METHOD") == ipvs.FORWARDING_METHODS[want["forwarding_method"]]
+    assert dest.get_attr("IPVS_DEST_ATTR_FWD_METHOD") == nl.FORWARDING[want["forwarding_method"]]
     assert dest.get_attr("IPVS_DEST_ATTR_U_THRESH") == want["upper_threshold"]
     # pyroute2 declares the tunnel port host order; the kernel reads it big-endian
     assert socket.ntohs(dest.get_attr("IPVS_DEST_ATTR_TUN_PORT")) == (want["tunnel_port"] or 0)
@@ -281,8 +283,8 @@ def test_ipv4_mapped_ipv6_address_reads_back_as_ipaddress_writes_it():
 
 def test_stats64_counters_are_read():
     inner = b"".join(nl.nla(n, nl.U64.pack(n * 1000)) for n in range(1, 6))
-    body = nl.nla(nl.ATTR_SERVICE, ipvs.service_attributes(service()) + nl.nla(nl.SVC_STATS64, inner))
-    _entry, stats = ipvs.service_from_attributes(body, nl.attrs(body, 0, len(body)), with_stats=True)
+    body = nl.nla(nl.ATTR_SERVICE, nl.service_attributes(service()) + nl.nla(nl.SVC_STATS64, inner))
+    _entry, stats = nl.service_from_attributes(body, nl.attrs(body, 0, len(body)), with_stats=True)
     assert stats == {"connections": 1000, "packets_in": 2000, "packets_out": 3000, "bytes_in": 4000, "bytes_out": 5000}
 
 
@@ -298,27 +300,14 @@ def test_describe_service(key, text):
     assert ipvs.describe_service(key) == text
 
 
-class FailJson(Exception):
-    pass
-
-
-class FakeModule:
-    """Only what check_pyroute2 touches: fail_json."""
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-
 def test_missing_pyroute2_names_the_version(monkeypatch):
-    monkeypatch.setattr(ipvs, "HAS_PYROUTE2", False)
-    monkeypatch.setattr(ipvs, "PYROUTE2_IMP_ERR", "ImportError: No module named 'pyroute2'")
-    with pytest.raises(FailJson) as err:
-        ipvs.check_pyroute2(FakeModule())
-    assert "pyroute2>=0.9.5" in err.value.args[0]["msg"]
+    monkeypatch.setattr(kernel, "pyroute2", None)
+    with pytest.raises(kernel.IPVSUnavailable) as err:
+        kernel.check_pyroute2()
+    assert err.value.missing_lib == "pyroute2>=0.9.5"
 
 
 def test_debians_pyroute2_is_too_old(monkeypatch):
-    monkeypatch.setattr(ipvs.pyroute2, "__version__", "0.7.2")
-    with pytest.raises(FailJson) as err:
-        ipvs.check_pyroute2(FakeModule())
-    assert "pyroute2 0.7.2 is too old: its IPVS API needs pyroute2>=0.9.5" in err.value.args[0]["msg"]
+    monkeypatch.setattr(kernel.pyroute2, "__version__", "0.7.2")
+    with pytest.raises(kernel.IPVSUnavailable, match=r"pyroute2 0\.7\.2 is too old: its IPVS API needs pyroute2>=0\.9\.5"):
+        kernel.check_pyroute2()

@@ -1,12 +1,12 @@
-"""Unit tests of ipvs_table's planning: which writes, in which order, for a wanted table against
+"""Unit tests of _ipvs_plan's planning: which writes, in which order, for a wanted table against
 the kernel's (a dict here; the lab's integration tests use the real one)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_table as ipvs_table
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs import IPVSInputError, real_key, service_key
+from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_plan as ipvs_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import IPVSInputError, real_key, service_key
 
 REAL_DEFAULTS = {
     "port": None,
@@ -58,7 +58,7 @@ def kernel(spec):
 
 def plan(current, wanted, exact=False, protected=()):
     changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), exact, ipvs_table.protection(list(protected)))
-    return [(c[1], c[2]["port"], c[3]["address"] if c[3] else None, c[5]) for c in changes], [(s["port"], r["address"]) for s, r in drains]
+    return [(c.action, c.service["port"], c.real["address"] if c.real else None, c.fields) for c in changes], [(s["port"], r["address"]) for s, r in drains]
 
 
 SERVICE_FIELDS = (
@@ -119,7 +119,7 @@ def test_absent_service_is_one_delete_whatever_its_reals():
     wanted = services({80: [(1, 1)]})
     wanted[0]["state"] = "absent"
     changes, _drains = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), False, ipvs_table.protection([]))
-    assert [(c[0], c[1]) for c in changes] == [("service", "delete")]
+    assert [(c.what, c.action) for c in changes] == [("service", "delete")]
 
 
 @pytest.mark.parametrize(

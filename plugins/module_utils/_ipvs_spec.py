@@ -1,0 +1,256 @@
+# Copyright (c) lvs.dr developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The IPVS options, each declared once, and the normalised entries they describe.
+
+PRIVATE to the collection: not a public API, it may change without notice.
+
+Pure: no kernel, no Ansible. Each field is declared once below (type, default, choices,
+aliases, range); the modules' argument specs are generated from the declarations, and
+tests/collection/test_option_docs.py checks that the modules' DOCUMENTATION and the director
+role's argument_specs.yml agree with them.
+
+One normalised entry shape serves the kernel's side and the wanted side, so equal dicts mean
+nothing to do:
+
+- service: family, protocol, address, port, fwmark, scheduler, persistent_timeout,
+  persistent_netmask (a prefix length), persistence_engine, scheduler_flags, one_packet;
+- real: address, port, forwarding_method, weight, upper_threshold, lower_threshold,
+  tunnel_type, tunnel_port, tunnel_checksum.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+
+U16_MAX = 0xFFFF
+U32_MAX = 0xFFFFFFFF
+WEIGHT_MAX = 0x7FFFFFFF  # the kernel refuses negative weights, INT_MAX + 1 and up
+# The kernel keeps a persistence timeout as timeout * HZ in an unsigned int, and HZ is at most
+# 1000: above this it wraps (at HZ=250, 17,179,870 s reads back as 0).
+TIMEOUT_MAX = U32_MAX // 1000
+
+PROTOCOLS = ["tcp", "udp", "sctp"]
+FAMILIES = ["ipv4", "ipv6"]
+SCHEDULERS = ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"]
+PERSISTENCE_ENGINES = ["sip"]
+SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-port"]
+# The forwarding methods, and the other names ipvsadm's man page gives them.
+FORWARDING_ALIASES = {"gatewaying": "dr", "route": "dr", "masquerading": "nat"}
+FORWARDING_METHODS = ["dr", "gatewaying", "route", "nat", "masquerading", "tunnel"]
+TUNNEL_TYPES = ["ipip", "gue", "gre"]
+TUNNEL_CHECKSUMS = ["nocsum", "csum", "remcsum"]
+
+# Each field once. "range" is (lowest, highest, what the lowest means, the unit); it is checked
+# when the entry is normalised and is not part of the argument spec.
+IDENTITY = {
+    "protocol": dict(type="str", choices=PROTOCOLS),
+    "address": dict(type="str", aliases=["vip"]),
+    "port": dict(type="int", range=(1, U16_MAX, None, "")),
+    "fwmark": dict(type="int", range=(1, U32_MAX, None, "")),
+    "family": dict(type="str", choices=FAMILIES),
+}
+SERVICE = {
+    "scheduler": dict(type="str", choices=SCHEDULERS, default="wlc"),
+    "persistent_timeout": dict(type="int", default=0, range=(0, TIMEOUT_MAX, "not persistent", " seconds (the kernel keeps it in jiffies, 32 bits)")),
+    "persistent_netmask": dict(type="str"),
+    "persistence_engine": dict(type="str", choices=PERSISTENCE_ENGINES),
+    "scheduler_flags": dict(type="list", elements="str", choices=SCHEDULER_FLAGS),
+    "one_packet": dict(type="bool", default=False),
+    "state": dict(type="str", choices=["present", "absent"], default="present"),
+}
+REAL = {
+    "address": dict(type="str", required=True, aliases=["rip"]),
+    "port": dict(type="int", range=(0, U16_MAX, None, "")),
+    "forwarding_method": dict(type="str", choices=FORWARDING_METHODS, default="dr"),
+    "tunnel_type": dict(type="str", choices=TUNNEL_TYPES),
+    "tunnel_port": dict(type="int", range=(1, U16_MAX, None, "")),
+    "tunnel_checksum": dict(type="str", choices=TUNNEL_CHECKSUMS),
+    "weight": dict(type="int", default=1, range=(0, WEIGHT_MAX, "quiesced", "")),
+    "upper_threshold": dict(type="int", default=0, range=(0, U32_MAX, "no threshold", " connections")),
+    "lower_threshold": dict(type="int", default=0, range=(0, U32_MAX, "no threshold", " connections")),
+    "state": dict(type="str", choices=["present", "absent", "drained"], default="present"),
+}
+DRAIN_TIMEOUT = dict(type="int", default=300, range=(0, None, "remove only if no connections are left", " seconds"))
+PROTECTED = {"address": dict(type="str"), "port": dict(type="int"), "protocol": dict(type="str", choices=PROTOCOLS), "fwmark": dict(type="int")}
+
+
+def argument_spec(fields, prefix_of=None):
+    """AnsibleModule's options for FIELDS (copies, without "range"); PREFIX_OF renames some."""
+    out = {}
+    for name, field in fields.items():
+        spec = {k: copy.copy(v) for k, v in field.items() if k != "range"}
+        out[(prefix_of or {}).get(name, "") + name] = spec
+    return out
+
+
+def identity_spec(prefix=""):
+    """The options that name a service, for ipvs_service (PREFIX "") and ipvs_real ("service_":
+    its address and port), and how they combine."""
+    address, port = f"{prefix}address", f"{prefix}port"
+    return dict(
+        argument_spec=argument_spec(IDENTITY, {"address": prefix, "port": prefix}),
+        required_one_of=[(address, "fwmark")],
+        mutually_exclusive=[("fwmark", address), ("fwmark", port), ("fwmark", "protocol")],
+        required_together=[(address, port)],
+    )
+
+
+class IPVSInputError(ValueError):
+    """A parameter the kernel must never see; the message names the option and the fix."""
+
+
+def check_range(option, value, field):
+    """VALUE, or IPVSInputError when it is out of FIELD's range. None stays None."""
+    low, high, meaning, unit = field["range"]
+    if value is None or (low <= value and (high is None or value <= high)):
+        return value
+    lowest = f"{low} ({meaning})" if meaning else str(low)
+    raise IPVSInputError(f"{option}: {value} is out of range; use {lowest} " + (f"to {high}{unit}" if high is not None else f"or more{unit}"))
+
+
+def normalise_address(value, option):
+    try:
+        return ipaddress.ip_address(str(value).strip()).compressed
+    except ValueError:
+        raise IPVSInputError(f"{option}: '{value}' is not an IPv4 or IPv6 address") from None
+
+
+def family_of(address):
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def normalise_netmask(value, family, persistent):
+    """persistent_netmask as a prefix length: IPv4 takes a netmask or a length, IPv6 a length."""
+    full = 32 if family == "ipv4" else 128
+    if value is None or not persistent:
+        return full
+    text = str(value).strip().lstrip("/")
+    try:
+        prefix = ipaddress.ip_network(f"0.0.0.0/{text}").prefixlen if family == "ipv4" and "." in text else int(text)
+    except ValueError:
+        prefix = -1
+    if not 1 <= prefix <= full:
+        allowed = "a netmask such as 255.255.255.0 or a prefix length 1-32" if family == "ipv4" else "a prefix length 1-128"
+        raise IPVSInputError(f"persistent_netmask: '{value}' is not valid for an {family} service; use {allowed}")
+    return prefix
+
+
+KEY_FIELDS = ("family", "protocol", "address", "port", "fwmark")
+
+
+def service_key_from(params, prefix=""):
+    """The identity of a service, from ipvs_service's options (PREFIX "") or ipvs_real's
+    ("service_"): (family, protocol, address, port, fwmark)."""
+    fwmark = check_range("fwmark", params.get("fwmark"), IDENTITY["fwmark"])
+    if fwmark is not None:
+        return (params.get("family") or "ipv4", None, None, None, fwmark)
+    address = normalise_address(params.get(f"{prefix}address"), f"{prefix}address")
+    if params.get("family") and params["family"] != family_of(address):
+        raise IPVSInputError(f"family: {params['family']} does not match {prefix}address {address} ({family_of(address)})")
+    port = check_range(f"{prefix}port", params.get(f"{prefix}port"), IDENTITY["port"])
+    return (family_of(address), params.get("protocol") or "tcp", address, port, None)
+
+
+def service_key(entry):
+    return tuple(entry[k] for k in KEY_FIELDS)
+
+
+def real_key(entry):
+    return (entry["address"], entry["port"])
+
+
+def describe_service(key):
+    """A service key as people write it: tcp 172.25.8.100:80, udp [2001:db8::1]:53, fwmark 10 (ipv4)."""
+    family, protocol, address, port, fwmark = key
+    if fwmark is not None:
+        return f"fwmark {fwmark} ({family})"
+    return f"{protocol} [{address}]:{port}" if family == "ipv6" else f"{protocol} {address}:{port}"
+
+
+def identity_of(key):
+    """The entry of a service that only its identity is known of (ipvs_real's)."""
+    return dict(zip(KEY_FIELDS, key, strict=True))
+
+
+def want_service(params):
+    """The service as ipvs_service's parameters describe it, normalised."""
+    key = service_key_from(params)
+    protocol = key[1]
+    scheduler = params.get("scheduler") or SERVICE["scheduler"]["default"]
+    timeout = check_range("persistent_timeout", params.get("persistent_timeout") or 0, SERVICE["persistent_timeout"])
+    flags = sorted(set(params.get("scheduler_flags") or []))
+    wrong = [f for f in flags if not f.startswith(f"{scheduler}-")]
+    if wrong:
+        raise IPVSInputError(f"scheduler_flags: {', '.join(wrong)} do not apply to scheduler {scheduler}; sh-* go with scheduler sh, mh-* with mh")
+    engine = params.get("persistence_engine")
+    if engine and not timeout:
+        raise IPVSInputError("persistence_engine: a persistence engine needs a persistent service; set persistent_timeout too")
+    one_packet = bool(params.get("one_packet"))
+    if one_packet and protocol not in ("udp", None):
+        raise IPVSInputError(f"one_packet: one-packet scheduling applies to UDP (or fwmark) services, not {protocol}")
+    return {
+        **identity_of(key),
+        "scheduler": scheduler,
+        "persistent_timeout": timeout,
+        "persistent_netmask": normalise_netmask(params.get("persistent_netmask"), key[0], timeout > 0),
+        "persistence_engine": engine or None,
+        "scheduler_flags": flags,
+        "one_packet": one_packet,
+    }
+
+
+def want_real(params, service):
+    """The real server as ipvs_real's parameters describe it, normalised; SERVICE is the
+    (normalised, or identity-only) service it belongs to. For state absent and drained only the
+    identity (address and port) counts: the rest is not checked against the forwarding method."""
+    address = normalise_address(params.get("address"), "address")
+    port = check_range("port", params.get("port"), REAL["port"])
+    if port == 0 and service["fwmark"] is None:
+        raise IPVSInputError("port: 0 is for real servers of firewall-mark services; use 1 to 65535, or leave it out for the service port")
+    port = (service["port"] or 0) if port is None else port
+    identity = {"address": address, "port": port}
+    if params.get("state", "present") != "present":
+        return identity
+    method = params.get("forwarding_method") or "dr"
+    method = FORWARDING_ALIASES.get(method, method)
+    tunnel = {k: params.get(k) for k in ("tunnel_type", "tunnel_port", "tunnel_checksum")}
+    if method != "tunnel" and any(v is not None for v in tunnel.values()):
+        given = ", ".join(k for k, v in tunnel.items() if v is not None)
+        raise IPVSInputError(f"{given}: tunnel options need forwarding_method tunnel, not {method}")
+    if family_of(address) != service["family"] and method != "tunnel":
+        raise IPVSInputError(
+            f"address: {address} is {family_of(address)} but the service is {service['family']}; only forwarding_method tunnel can mix families"
+        )
+    if method in ("dr", "tunnel") and service["port"] is not None and port != service["port"]:
+        raise IPVSInputError(
+            f"port: {method} forwarding does no port mapping, so the real server port must be the service port "
+            f"{service['port']}, not {port}; use forwarding_method nat to map ports"
+        )
+    if method == "tunnel":
+        tunnel = want_tunnel(**tunnel)
+    values = {k: check_range(k, REAL[k]["default"] if params.get(k) is None else params[k], REAL[k]) for k in ("weight", "upper_threshold", "lower_threshold")}
+    if values["lower_threshold"] > values["upper_threshold"]:
+        # ip_vs_add_dest and ip_vs_edit_dest refuse l_threshold > u_threshold (ERANGE), 0 included.
+        raise IPVSInputError(
+            f"lower_threshold: {values['lower_threshold']} is above upper_threshold {values['upper_threshold']}, which the kernel refuses; "
+            "set upper_threshold above it, or leave lower_threshold at 0"
+        )
+    return {**identity, "forwarding_method": method, **values, **tunnel}
+
+
+def want_tunnel(tunnel_type, tunnel_port, tunnel_checksum):
+    """The tunnel fields of a real server with forwarding_method tunnel."""
+    tunnel_type = tunnel_type or "ipip"
+    if tunnel_type == "ipip" and (tunnel_port is not None or tunnel_checksum is not None):
+        raise IPVSInputError("tunnel_port, tunnel_checksum: they apply to tunnel_type gue and gre (tunnel_port to gue only), not ipip")
+    if tunnel_type == "gue" and not tunnel_port:
+        raise IPVSInputError("tunnel_port: tunnel_type gue needs the UDP port of the real server's GUE receiver")
+    if tunnel_type == "gre" and tunnel_port is not None:
+        raise IPVSInputError("tunnel_port: applies to tunnel_type gue only, not gre")
+    return {
+        "tunnel_type": tunnel_type,
+        "tunnel_port": check_range("tunnel_port", tunnel_port, REAL["tunnel_port"]) if tunnel_type == "gue" else None,
+        "tunnel_checksum": (tunnel_checksum or "nocsum") if tunnel_type != "ipip" else None,
+    }
