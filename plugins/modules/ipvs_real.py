@@ -14,7 +14,12 @@ description:
   - Reads the table over generic netlink and compares field by field, so a second run changes nothing.
   - Weight, thresholds and forwarding method are changed in place (netlink SET), never by delete and add, so the real
     server's connections survive the change.
-  - The service must exist (create it with M(lvs.dr.ipvs_service)); a missing service fails the task.
+  - With O(state=present) the service must exist (create it with M(lvs.dr.ipvs_service)); a missing service fails the
+    task, except in check mode, where it reports the real server as it would be added (after M(lvs.dr.ipvs_service)
+    reported the service as it would be added). With O(state=absent) or O(state=drained) a missing service means
+    nothing to do.
+  - O(state=absent) and O(state=drained) need only the real server's identity, O(address) and O(port); the other options
+    are not checked.
 author:
   - lvs.dr developers (!UNKNOWN)
 requirements:
@@ -70,7 +75,10 @@ options:
     type: str
     choices: [nocsum, csum, remcsum]
   weight:
-    description: The server's weight, V(0) (quiesced - no new connections) to 2147483647.
+    description:
+      - The server's weight, V(0) (quiesced - no new connections) to 2147483647.
+      - On a persistent service, clients with a persistence template keep reaching a weight-0 server unless
+        C(net.ipv4.vs.expire_quiescent_template) is 1 (the P(lvs.dr.director#role) role sets it).
     type: int
     default: 1
   upper_threshold:
@@ -78,7 +86,9 @@ options:
     type: int
     default: 0
   lower_threshold:
-    description: Resume below this many connections after the upper threshold was hit; V(0) is unset.
+    description:
+      - Resume below this many connections after the upper threshold was hit; V(0) is unset.
+      - It may not be above O(upper_threshold) (V(0) counts as a value there): the kernel refuses that.
     type: int
     default: 0
   state:
@@ -93,7 +103,8 @@ options:
   drain_timeout:
     description:
       - How long O(state=drained) waits for the connections to end, in seconds. TCP connections stay listed as inactive for
-        the kernel's FIN_WAIT/TIME_WAIT timeouts (C(ipvsadm --set)) after they close.
+        the kernel's FIN_WAIT/TIME_WAIT timeouts (C(ipvsadm --set)) after they close; UDP entries live for the udp timeout
+        (300 s by default) after their last packet, so a UDP drain needs a lower udp timeout or a longer O(drain_timeout).
     type: int
     default: 300
 seealso:
@@ -154,13 +165,20 @@ changed_fields:
   type: list
   elements: str
   sample: [weight]
-drain:
-  description: What O(state=drained) did.
+drained:
+  description: What O(state=drained) did, as one item (the shape of M(lvs.dr.ipvs_table)'s RV(ignore:drained)).
   returned: when O(state=drained) and the real server existed
-  type: dict
+  type: list
+  elements: dict
   contains:
+    service:
+      description: The service, as in V(tcp 172.25.8.100:80).
+      type: str
+    real:
+      description: The real server, as in V(172.25.8.2:80).
+      type: str
     removed:
-      description: Whether the server was drained and removed.
+      description: Whether this run removed it (false when another run removed it during the wait, or on a time out).
       type: bool
     waited:
       description: Seconds spent waiting for its connections to end.

@@ -14,6 +14,7 @@ description:
   - Reads the table over generic netlink and compares it field by field with the options, so a second run changes nothing.
   - A changed field is modified in place (netlink SET), never by delete and add, so established connections survive a
     scheduler or timeout change.
+  - Without CAP_NET_ADMIN (no C(become)) the kernel refuses even to read the table; the task fails and says so.
   - Its real servers are managed with M(lvs.dr.ipvs_real).
 author:
   - lvs.dr developers (!UNKNOWN)
@@ -57,7 +58,8 @@ options:
     default: wlc
   persistent_timeout:
     description:
-      - Persistence in seconds (C(ipvsadm -p)); V(0) means not persistent.
+      - Persistence in seconds (C(ipvsadm -p)); V(0) means not persistent. At most 4294967 (49 days), as the kernel keeps it
+        in jiffies in 32 bits.
     type: int
     default: 0
   persistent_netmask:

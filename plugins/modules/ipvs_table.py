@@ -17,6 +17,7 @@ description:
   - Each service takes the options of M(lvs.dr.ipvs_service), each real server those of M(lvs.dr.ipvs_real).
   - With O(state=exact) it also removes services that are not listed (except O(protected) ones) and real servers that a
     listed service does not list.
+  - The whole list is checked before the first write; a bad entry fails the task with nothing changed.
   - The kernel has no transaction. The writes go in order (deletions of real servers, deletions of services, services,
     real servers); the first write the kernel refuses stops the run, and the failure lists what was applied and what was
     not sent.
@@ -60,7 +61,7 @@ options:
         choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos]
         default: wlc
       persistent_timeout:
-        description: Persistence in seconds; V(0) means not persistent.
+        description: Persistence in seconds; V(0) means not persistent. At most 4294967 (the kernel keeps it in jiffies in 32 bits).
         type: int
         default: 0
       persistent_netmask:
@@ -124,7 +125,7 @@ options:
             type: int
             default: 0
           lower_threshold:
-            description: The connection count below which it gets new connections again; V(0) means none.
+            description: The connection count below which it gets new connections again; V(0) means none. Not above O(services[].reals[].upper_threshold).
             type: int
             default: 0
           state:
@@ -229,7 +230,9 @@ changes:
   sample:
     - {action: set, service: tcp 172.25.8.100:80, real: "172.25.8.2:80", fields: [weight]}
 drained:
-  description: The real servers drained - whether they were removed, how long the wait took and the connections left.
+  description:
+    - The real servers drained - whether this run removed them (false when another run removed one during the wait), how
+      long the wait took and the connections left.
   returned: when a real server was drained
   type: list
   elements: dict

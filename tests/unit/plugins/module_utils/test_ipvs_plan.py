@@ -3,6 +3,8 @@ the kernel's (a dict here; the lab's integration tests use the real one)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.lvs.dr.plugins.module_utils import _ipvs_plan as ipvs_table
@@ -113,6 +115,27 @@ def test_drained_goes_to_weight_zero_then_waits():
     # already at weight 0: only the wait; already gone: nothing
     assert plan({80: [(1, 1), (2, 0)]}, {80: [(1, 1), (2, 0, "drained")]}) == ([], [(80, "10.0.1.2")])
     assert plan({80: [(1, 1)]}, {80: [(1, 1), (2, 1, "drained")]}) == ([], [])
+    # the write itself sends weight 0 (the kernel's entry otherwise)
+    changes, _drains = ipvs_table.plan_table(kernel({80: [(2, 3)]}), ipvs_table.wanted_table(services({80: [(2, 3, "drained")]})))
+    assert [c.write[3]["weight"] for c in changes] == [0]
+
+
+def test_gue_and_gre_are_refused_on_kernels_before_5_2(monkeypatch):
+    # The lab's kernel has the tunnel types, so the refusal is shown here only.
+    class Module:
+        check_mode = False
+
+        def fail_json(self, msg):
+            raise AssertionError(msg)
+
+    real = {"address": "10.0.1.2", "forwarding_method": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "csum"}
+    wanted = ipvs_table.wanted_table(services({80: []}))
+    wanted[0][2].append((real, "present"))
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "4.19.0-27-amd64", "#1", "x86_64")))
+    with pytest.raises(AssertionError, match=r"tunnel_type: gre needs Linux 5.2 or later, and this kernel \(4.19.0-27-amd64\)"):
+        ipvs_table.check_writable(Module(), {}, wanted)
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-30-amd64", "#1", "x86_64")))
+    ipvs_table.check_writable(Module(), {}, wanted)
 
 
 def test_absent_service_is_one_delete_whatever_its_reals():
