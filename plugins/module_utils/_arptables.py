@@ -13,8 +13,8 @@ extra, the save tokens this module does not manage (a negation, --opcode ...), i
 
 Two backends: legacy (arptables-legacy, Debian's package arptables) and nft
 (arptables-nft, Debian's package iptables). Both print a rule with -j first; legacy ends
-each rule line with a space, nft frames its save output with "# Generated/Completed"
-comments and prints nothing at all while its arp table does not exist yet.
+each rule line with a space, nft frames its save output with "# Generated/Completed on
+<time>" comments (left out here) and prints nothing at all while its arp table does not exist yet.
 """
 
 from __future__ import annotations
@@ -166,6 +166,10 @@ def save_from_legacy_listing(listing):
         elif line:
             rules.append(f"-A {chain} {line}\n")
     return "".join(["*filter\n", *chains, *custom_chains, *rules, "\n"])
+
+
+def without_comments(save):
+    return "".join(line for line in save.splitlines(keepends=True) if not line.startswith("#"))
 
 
 def declared_chains(save, backend):
@@ -331,7 +335,9 @@ class Backend:
         rc, out, err = self.module.run_command(self.list_command, expand_user_and_vars=False)
         if self.name == "legacy" and rc == 0:
             out = save_from_legacy_listing(out)
-        return rc, out, err
+        # nft stamps its save output with the time; a copy of it (the role's rules file) must
+        # only change with the rules. Restore skips comments.
+        return rc, without_comments(out), err
 
     def can_list(self):
         rc, out, _err = self.read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,21 @@ def test_rerun_is_not_changed(arptables_rule, netns, backend):
     assert result["changed"] is False
     assert result["commands"] == []
     assert rule_set(netns, backend) == before
+
+
+@pytest.mark.skipif("nft" not in BACKENDS, reason="nft is not among LVS_TEST_ARPTABLES_BACKENDS")
+def test_nft_save_is_the_same_on_every_run_and_restores(run_module, netns):
+    # arptables-nft-save stamps its output with the time; a copy of `save` must not change
+    # on a run that changed nothing, and must still restore the rule set.
+    first = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))
+    time.sleep(1.1)
+    second = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))
+    assert second["changed"] is False
+    assert second["save"] == first["save"]
+    assert second["save"] == rule_set(netns, "nft")
+    cli(netns, "nft", "-F")
+    subprocess.run(["ip", "netns", "exec", netns, "arptables-nft-restore"], input=second["save"], text=True, check=True)
+    assert rule_lines(netns, "nft") == SEED_LINES[:1]
 
 
 def test_check_mode_reports_the_change_and_changes_nothing(arptables_rule, netns, backend):
