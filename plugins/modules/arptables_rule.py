@@ -17,14 +17,18 @@ description:
     so a second run changes nothing. Addresses are compared normalised (V(198.51.100.1) and V(198.51.100.1/32) are the same).
   - A rule of the chain that also has matches this module does not manage (a negation, C(--opcode), C(--h-type)...) is a
     different rule and is left alone.
+  - With the nft backend, C(arptables-nft-save) leaves some matches out of its output (arptables-nft 1.8.9 prints no masked MAC
+    address, C(--source-mac 02:00:00:00:00:01/ff:ff:ff:00:00:00)). So the module also reads C(nft -j list table arp filter) and
+    takes a rule whose save line does not show every match nft lists for a foreign rule it cannot read - never the wanted rule,
+    never deleted - and deletes the nft rules it wants gone by handle (C(nft delete rule arp filter CHAIN handle N)).
   - Runs arptables with argument lists, never through a shell.
 author:
   - lvs.dr developers (!UNKNOWN)
 requirements:
   - For the legacy backend, C(arptables-legacy) (Debian and Ubuntu package C(arptables); RHEL C(arptables)) and a kernel with
     C(arp_tables) (C(arptable_filter), and C(arpt_mangle) for O(jump=mangle)).
-  - For the nft backend, C(arptables-nft) and C(arptables-nft-save) (Debian and Ubuntu package C(iptables); RHEL C(iptables-nft))
-    and a kernel with nftables' arp family.
+  - For the nft backend, C(arptables-nft) and C(arptables-nft-save) (Debian and Ubuntu package C(iptables); RHEL C(iptables-nft)),
+    C(nft) (package C(nftables)) to read a chain that has rules, and a kernel with nftables' arp family.
 extends_documentation_fragment:
   - lvs.dr.attributes
 options:
@@ -81,7 +85,7 @@ options:
   state:
     description:
       - V(present) adds the rule unless the chain already has it (anywhere in the chain).
-      - V(absent) deletes every copy of the rule from the chain.
+      - V(absent) deletes every copy of the rule from the chain (with the nft backend, only copies whose every match it can read).
     type: str
     choices: [present, absent]
     default: present
@@ -194,7 +198,10 @@ binary:
   type: str
   sample: /usr/sbin/arptables-legacy
 commands:
-  description: The arptables calls the run made (in check mode, would make), as argument lists; empty when nothing changed.
+  description:
+    - The calls the run made (in check mode, would make), as argument lists; empty when nothing changed.
+    - The nft backend deletes a rule with C(nft delete rule arp filter CHAIN handle N), so that it is that rule and not another
+      one that arptables-nft shows alike.
   returned: always
   type: list
   elements: list
@@ -232,12 +239,8 @@ save:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._arptables import (
-    CHAINS,
-    JUMPS,
-    MANGLE_OPTIONS,
-    manage_rule,
-)
+from ansible_collections.lvs.dr.plugins.module_utils._arptables import CHAINS, JUMPS, MANGLE_OPTIONS
+from ansible_collections.lvs.dr.plugins.module_utils._arptables_backend import manage_rule
 
 
 def main():
