@@ -119,6 +119,9 @@ notes:
   - C(arptables-legacy-restore) also runs C(/usr/sbin/arptables), so restore a legacy RV(save) text with that alternative pointing at
     C(arptables-legacy), or replay its rule lines with C(arptables-legacy).
   - Rules in the C(filter) table only; policies and user-defined chains are not managed.
+  - The module manages one rule and knows nothing of the rules of earlier runs. When a declared rule changes (a new address, a
+    VIP removed), remove the old one with O(state=absent); the C(lvs.dr.realserver) role records the VIPs and address whose rules
+    it wrote and does so (see its README).
 """
 
 EXAMPLES = r"""
