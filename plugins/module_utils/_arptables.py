@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """arptables rules as plain dicts: build the wanted rule from module parameters, parse the
-backend's save output into the same shape, diff, and run arptables with argv lists.
+backend's save output into the same shape, and diff them. The backends are in _arptables_backend.
 
 PRIVATE to the collection: not a public API, it may change without notice.
 
@@ -13,13 +13,14 @@ extra, the save tokens this module does not manage (a negation, --opcode ...), i
 
 Two backends: legacy (arptables-legacy, Debian's package arptables) and nft
 (arptables-nft, Debian's package iptables). Both print a rule with -j first; legacy ends
-each rule line with a space, nft frames its save output with "# Generated/Completed"
-comments and prints nothing at all while its arp table does not exist yet.
+each rule line with a space, nft frames its save output with "# Generated/Completed on
+<time>" comments (left out here) and prints nothing at all while its arp table does not exist yet.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 
@@ -38,15 +39,33 @@ MANGLE_FLAGS = (
     ("--mangle-mac-d", "mangle_mac_destination"),
 )
 FIELD_OF_FLAG = dict(MATCH_FLAGS + MANGLE_FLAGS)
+# How diff_rules deletes an nft rule, by its handle: run with nft, not arptables-nft.
+NFT_DELETE = ("delete", "rule", "arp", "filter")
 # legacy refuses to mangle a MAC address without it and prints it back; nft implies it and never prints it.
 HLEN_ARGS = ["--h-length", "6"]
 
-BINARIES = {"legacy": "arptables-legacy", "nft": "arptables-nft"}
-NFT_SAVE_BINARY = "arptables-nft-save"
-PACKAGES = {"legacy": "arptables (Debian, Ubuntu, RHEL)", "nft": "iptables (Debian, Ubuntu) or iptables-nft (RHEL)"}
-OTHER_BACKEND = {"legacy": "nft", "nft": "legacy"}
 # The chains of a filter table that does not exist yet: nftables' arp family has no forward hook.
 DEFAULT_CHAINS = {"legacy": ("INPUT", "OUTPUT", "FORWARD"), "nft": ("INPUT", "OUTPUT")}
+
+# arptables-nft always matches the ARP header's hardware type and address lengths (nft lists
+# them), but its save output shows them only when they are not Ethernet's and IPv4's.
+NFT_IMPLICIT = {"htype": 1, "hlen": 6, "plen": 4}
+# The save option that shows each match nft lists, by nft's meta key or arp payload field.
+NFT_MATCH_FLAGS = {
+    "iifname": "-i",
+    "oifname": "-o",
+    "saddr ip": "-s",
+    "daddr ip": "-d",
+    "saddr ether": "--src-mac",
+    "daddr ether": "--dst-mac",
+    "operation": "--opcode",
+    "htype": "--h-type",
+    "hlen": "--h-length",
+    "ptype": "--proto-type",
+}
+SAVE_MATCH_FLAGS = frozenset(NFT_MATCH_FLAGS.values())
+# nft expressions that match nothing: counters, verdicts, arptables' targets (an xt target).
+NFT_NON_MATCHES = frozenset(("counter", "accept", "drop", "return", "jump", "goto", "continue"))
 
 IFNAMSIZ = 16
 # The kernel forbids '/', ':' and whitespace; arptables gives '!' and '*' meanings; quotes and ';' are never names.
@@ -168,6 +187,10 @@ def save_from_legacy_listing(listing):
     return "".join(["*filter\n", *chains, *custom_chains, *rules, "\n"])
 
 
+def without_comments(save):
+    return "".join(line for line in save.splitlines(keepends=True) if not line.startswith("#"))
+
+
 def declared_chains(save, backend):
     chains = [line[1:].split()[0] for line in save.splitlines() if line.startswith(":") and line[1:].strip()]
     return chains or list(DEFAULT_CHAINS[backend])
@@ -222,6 +245,50 @@ def _lenient(normalise, value):
         return value
 
 
+# --- what the nft save output leaves out ---------------------------------------------------
+
+
+def _nft_match_flag(match):
+    """The save option that shows an nft match, "" for an implicit one, None for one it cannot show."""
+    left = match["left"]
+    if isinstance(left, dict) and "&" in left:  # a masked match: {"&": [payload, mask]}
+        left = left["&"][0]
+    if not isinstance(left, dict):
+        return None
+    key = left.get("meta", {}).get("key") or left.get("payload", {}).get("field")
+    if match["op"] == "==" and key in NFT_IMPLICIT and NFT_IMPLICIT[key] == match["right"]:
+        return ""
+    return NFT_MATCH_FLAGS.get(key)
+
+
+def reads_whole(expressions, line):
+    """Whether the save LINE shows every match of the nft rule made of EXPRESSIONS."""
+    shown, tokens = [], line.split()
+    for index, token in enumerate(tokens):
+        if token in SAVE_MATCH_FLAGS and (index == 0 or tokens[index - 1] not in SAVE_MATCH_FLAGS):
+            shown.append(token)
+    listed = []
+    for expression in expressions:
+        ((kind, value),) = expression.items()
+        if kind == "match":
+            listed.append(_nft_match_flag(value))
+        elif kind not in NFT_NON_MATCHES and not (kind == "xt" and value.get("type") == "target"):
+            return False
+    return None not in listed and sorted(flag for flag in listed if flag) == sorted(shown)
+
+
+def nft_rule_handles(listing, save, chain):
+    """For each rule of CHAIN, in order: its handle in `nft -j list table arp filter` LISTING, or
+    None where its SAVE line leaves out a match (arptables-nft 1.8.9 prints no masked MAC address),
+    so that it can neither be taken for a rule the module wants nor be deleted as one.
+    ValueError when the two disagree on the chain's length."""
+    rules = [item["rule"] for item in json.loads(listing)["nftables"] if "rule" in item and item["rule"]["chain"] == chain]
+    lines = get_chain_lines(save, chain)
+    if len(rules) != len(lines):
+        raise ValueError(f"chain {chain} has {len(rules)} rules in nft's listing and {len(lines)} in arptables-nft-save's")
+    return [rule["handle"] if reads_whole(rule["expr"], lines[index]) else None for index, rule in enumerate(rules)]
+
+
 # --- diff ---------------------------------------------------------------------------------
 
 
@@ -247,17 +314,25 @@ def same_rule(one, other):
     return all(one[field] == other[field] for field in RULE_FIELDS)
 
 
-def diff_rules(wanted, lines, chains, state, action, rule_num, backend):
-    """The arptables calls (argument lists without the binary) that bring the chain whose
-    save LINES are given to STATE, and the chain's lines after them."""
+def diff_rules(wanted, lines, chains, state, action, rule_num, backend, handles=None):
+    """The calls (argument lists without the binary) that bring the chain whose save LINES are
+    given to STATE, and the chain's lines after them.
+
+    HANDLES (nft) holds each rule's nft handle, None for a rule its line does not show whole: such
+    a rule never matches. nft deletes by handle ("delete rule ..." for nft), since arptables-nft -D
+    would take the first rule whose shown part matches; legacy shows every rule whole."""
     chain = wanted["chain"]
     if rule_num is not None and action != "insert":
         raise ArptablesInputError(f"rule_num: only used with action=insert, and action is {action}")
     args = build_rule_args(wanted, backend)
-    matches = [index for index, line in enumerate(lines) if same_rule(parse_rule(line), wanted)]
+    readable = [True] * len(lines) if handles is None else [handle is not None for handle in handles]
+    matches = [index for index, line in enumerate(lines) if readable[index] and same_rule(parse_rule(line), wanted)]
     if state == "absent":
-        # -D removes the first match only, so once per copy.
-        return [["-D", chain, *args] for _match in matches], [line for index, line in enumerate(lines) if index not in matches]
+        after = [line for index, line in enumerate(lines) if index not in matches]
+        if handles is None:
+            # -D removes the first match only, so once per copy.
+            return [["-D", chain, *args] for _match in matches], after
+        return [[*NFT_DELETE, chain, "handle", str(handles[index])] for index in matches], after
     if matches:
         return [], list(lines)
     if chain not in chains:
@@ -272,175 +347,3 @@ def diff_rules(wanted, lines, chains, state, action, rule_num, backend):
     if not 1 <= position <= len(lines) + 1:
         raise ArptablesInputError(f"rule_num: {position} is out of range; chain {chain} has {len(lines)} rules, so use 1 to {len(lines) + 1}")
     return [["-I", chain, str(position), *args]], [*lines[: position - 1], new, *lines[position - 1 :]]
-
-
-# --- backends -----------------------------------------------------------------------------
-
-
-def backend_from_path(path):
-    """The backend an arptables binary's resolved path names, or None when the name says nothing."""
-    name = os.path.basename(path)
-    if "nft" in name:
-        return "nft"
-    if "legacy" in name:
-        return "legacy"
-    return None
-
-
-def backend_from_version(text):
-    """`arptables -V`: nft prints "arptables v1.8.9 (nf_tables)", legacy "arptables v0.0.5"."""
-    if "nf_tables" in text:
-        return "nft"
-    if re.search(r"arptables v0\.", text):
-        return "legacy"
-    return None
-
-
-def choose_backend(default, can_list):
-    """backend=auto: the default backend if it can list the rule set, else the other one if
-    that can; (backend, warning). Neither: the default, whose error then says why."""
-    order = [default, OTHER_BACKEND[default]] if default else ["nft", "legacy"]
-    for name in order:
-        if can_list(name):
-            if default and name != default:
-                return name, (
-                    f"arptables points at the {default} backend, which cannot list the rule set on this host "
-                    f"(e.g. a kernel without nftables' arp family); used the {name} backend instead"
-                )
-            return name, None
-    return order[0], None
-
-
-class Backend:
-    """One arptables backend's binaries: read its rule set, run changes."""
-
-    def __init__(self, module, name, binary, save_binary=None):
-        self.module = module
-        self.name = name
-        self.binary = binary
-        self.save_binary = save_binary
-
-    @property
-    def list_command(self):
-        if self.name == "legacy":
-            return [self.binary, "-t", "filter", "-L", "-n"]
-        return [self.save_binary]
-
-    def read(self):
-        """(rc, save text, stderr), never failing the module."""
-        rc, out, err = self.module.run_command(self.list_command, expand_user_and_vars=False)
-        if self.name == "legacy" and rc == 0:
-            out = save_from_legacy_listing(out)
-        return rc, out, err
-
-    def can_list(self):
-        rc, out, _err = self.read()
-        if rc != 0:
-            return False
-        if self.name == "legacy" or "*filter" in out:
-            return True
-        # nft lists nothing both in a fresh namespace and on a kernel without nftables' arp family
-        # (the UML lab's): adding a rule in a throwaway network namespace tells them apart.
-        unshare = self.module.get_bin_path("unshare")
-        if not unshare or self.module.run_command([unshare, "--net", "--", "true"], expand_user_and_vars=False)[0] != 0:
-            return True
-        return self.module.run_command([unshare, "--net", "--", self.binary, "-A", "INPUT", "-j", "ACCEPT"], expand_user_and_vars=False)[0] == 0
-
-    def get_existing_rules(self):
-        """The full save text."""
-        rc, out, err = self.read()
-        if rc != 0:
-            self.module.fail_json(msg=f"{' '.join(self.list_command)} failed (rc {rc}): {(err or out).strip()}", backend=self.name, binary=self.binary)
-        return out
-
-    def apply_changes(self, commands):
-        for args in commands:
-            # run_command would expand ~ and $VARS in each argument: an interface may be named ~x or $x.
-            self.module.run_command([self.binary, *args], check_rc=True, expand_user_and_vars=False)
-
-
-def locate_backend(module, name):
-    """The Backend NAME if its binaries are installed, else None."""
-    binary = module.get_bin_path(BINARIES[name])
-    save_binary = module.get_bin_path(NFT_SAVE_BINARY) if name == "nft" else binary
-    return Backend(module, name, binary, save_binary) if binary and save_binary else None
-
-
-def require_backend(module, name):
-    backend = locate_backend(module, name)
-    if backend is None:
-        missing = BINARIES[name] if name == "legacy" else f"{BINARIES[name]} or {NFT_SAVE_BINARY}"
-        module.fail_json(msg=f"the {name} arptables backend is not installed ({missing} not found): install the package {PACKAGES[name]}")
-    return backend
-
-
-def detect_default_backend(module):
-    """The backend `arptables` (an alternative on Debian) points at, or None without one."""
-    path = module.get_bin_path("arptables")
-    if path is None:
-        return None
-    name = backend_from_path(os.path.realpath(path))
-    if name is None:
-        rc, out, err = module.run_command([path, "-V"], expand_user_and_vars=False)
-        name = backend_from_version(out + err)
-    return name
-
-
-def select_backend(module, requested):
-    """(Backend, warnings) for backend=REQUESTED."""
-    if requested != "auto":
-        return require_backend(module, requested), []
-    located = {name: locate_backend(module, name) for name in BACKENDS}
-    if not any(located.values()):
-        module.fail_json(
-            msg="no arptables backend is installed (neither arptables-nft with arptables-nft-save nor arptables-legacy found): "
-            f"install the package {PACKAGES['nft']} for the nft backend, or {PACKAGES['legacy']} for the legacy one"
-        )
-    name, warning = choose_backend(detect_default_backend(module), lambda name: located[name] is not None and located[name].can_list())
-    return located[name] or require_backend(module, name), [warning] if warning else []
-
-
-# --- the module ---------------------------------------------------------------------------
-
-
-def _lines_text(lines):
-    return "".join(f"{line}\n" for line in lines)
-
-
-def manage_rule(module):
-    """Run arptables_rule; its result dict."""
-    params = module.params
-    try:
-        wanted = build_wanted_rule(params)
-        if params["state"] == "present":
-            check_interfaces_exist(wanted, list_interfaces())
-    except ArptablesInputError as exc:
-        module.fail_json(msg=str(exc))
-
-    backend, warnings = select_backend(module, params["backend"])
-    for warning in warnings:
-        module.warn(warning)
-    save = backend.get_existing_rules()
-    before = get_chain_lines(save, wanted["chain"])
-    try:
-        commands, after = diff_rules(wanted, before, declared_chains(save, backend.name), params["state"], params["action"], params["rule_num"], backend.name)
-    except ArptablesInputError as exc:
-        module.fail_json(msg=str(exc), backend=backend.name, binary=backend.binary)
-
-    if commands and not module.check_mode:
-        backend.apply_changes(commands)
-        save = backend.get_existing_rules()
-        after = get_chain_lines(save, wanted["chain"])
-
-    result = {
-        "changed": bool(commands),
-        "rule": wanted,
-        "backend": backend.name,
-        "binary": backend.binary,
-        "commands": [[backend.binary, *args] for args in commands],
-        "rules": [parse_rule(line) for line in after],
-        "save": save,
-    }
-    if module._diff:
-        result["diff"] = {"before": _lines_text(before), "after": _lines_text(after)}
-    return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,49 @@ def test_rerun_is_not_changed(arptables_rule, netns, backend):
     assert result["changed"] is False
     assert result["commands"] == []
     assert rule_set(netns, backend) == before
+
+
+@pytest.mark.skipif("nft" not in BACKENDS, reason="nft is not among LVS_TEST_ARPTABLES_BACKENDS")
+def test_nft_save_is_the_same_on_every_run_and_restores(run_module, netns):
+    # arptables-nft-save stamps its output with the time; a copy of `save` must not change
+    # on a run that changed nothing, and must still restore the rule set.
+    first = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))
+    time.sleep(1.1)
+    second = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))
+    assert second["changed"] is False
+    assert second["save"] == first["save"]
+    assert second["save"] == rule_set(netns, "nft")
+    cli(netns, "nft", "-F")
+    subprocess.run(["ip", "netns", "exec", netns, "arptables-nft-restore"], input=second["save"], text=True, check=True)
+    assert rule_lines(netns, "nft") == SEED_LINES[:1]
+
+
+def nft_chain(netns, chain):
+    """The chain's rules as nft prints them (every match), without the implicit ARP header matches and counters."""
+    text = run("ip", "netns", "exec", netns, "nft", "list", "chain", "arp", "filter", chain)
+    rules = [line.strip() for line in text.splitlines() if "arp htype 1 arp hlen 6 arp plen 4" in line]
+    return [" ".join(rule.replace("arp htype 1 arp hlen 6 arp plen 4 ", "").replace("counter packets 0 bytes 0 ", "").split()) for rule in rules]
+
+
+@pytest.mark.skipif("nft" not in BACKENDS, reason="nft is not among LVS_TEST_ARPTABLES_BACKENDS")
+def test_nft_rule_with_a_match_the_save_does_not_show_is_foreign(run_module, netns):
+    # arptables-nft 1.8.9 prints this rule as "-A INPUT -j DROP -d VIP": without its masked MAC match.
+    cli(netns, "nft", "-A", "INPUT", "--source-mac", "02:00:00:00:00:01/ff:ff:ff:00:00:00", "-d", VIP, "-j", "DROP")
+    foreign = f"arp saddr ether 02:00:00:00:00:00/24 arp daddr ip {VIP} drop"
+    ours = f"arp daddr ip {VIP} drop"
+    assert nft_chain(netns, "INPUT") == [foreign]
+    present = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))
+    assert present["changed"] is True
+    assert nft_chain(netns, "INPUT") == [foreign, ours]
+    inserted = ok(run_module("arptables_rule", {**OTHER_DROP, "backend": "nft", "action": "insert", "rule_num": 2}, netns=netns))
+    assert inserted["changed"] is True
+    assert nft_chain(netns, "INPUT") == [foreign, "arp daddr ip 198.51.100.50 drop", ours]
+    assert ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft"}, netns=netns))["changed"] is False
+    absent = ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft", "state": "absent"}, netns=netns, diff=True))
+    assert absent["changed"] is True
+    assert nft_chain(netns, "INPUT") == [foreign, "arp daddr ip 198.51.100.50 drop"]
+    assert ok(run_module("arptables_rule", {**SEED_DROP, "backend": "nft", "state": "absent"}, netns=netns))["changed"] is False
+    assert nft_chain(netns, "INPUT") == [foreign, "arp daddr ip 198.51.100.50 drop"]
 
 
 def test_check_mode_reports_the_change_and_changes_nothing(arptables_rule, netns, backend):

@@ -22,10 +22,12 @@ Legacy text is written as `cat -A` shows it ($ ends a line) so its trailing spac
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.lvs.dr.plugins.module_utils import _arptables as arp
+from ansible_collections.lvs.dr.plugins.module_utils import _arptables_backend as arpb
 
 
 def from_cat_a(text):
@@ -347,6 +349,68 @@ def test_rendered_lines_read_like_the_backends(save, backend):
     assert [arp.render_line(arp.parse_rule(line), backend) for line in lines] == lines
 
 
+# --- what nft's save output leaves out ----------------------------------------------------
+
+# In a namespace, after `arptables-nft -A INPUT --source-mac 02:00:00:00:00:01/ff:ff:ff:00:00:00 -d 172.25.8.100 -j DROP`,
+# `-A INPUT -d 172.25.8.100 -j DROP`, `-A INPUT ! -i lo --opcode 2 -j ACCEPT`, `-A INPUT -s 10.1.0.0/255.0.255.0 -j DROP`
+# and `-A OUTPUT -s 172.25.8.100 -j mangle --mangle-ip-s 172.25.8.2`: arptables-nft-save (comments left out), then
+# `nft -j list table arp filter` (in fixtures/, an item a line). The first rule's save line shows no MAC address.
+MASKED_SAVE = """\
+*filter
+:INPUT ACCEPT
+:OUTPUT ACCEPT
+-A INPUT -j DROP -d 172.25.8.100
+-A INPUT -j DROP -d 172.25.8.100
+-A INPUT -j ACCEPT ! -i lo --opcode 2
+-A INPUT -j DROP -s 10.0.0.0/255.0.255.0
+-A OUTPUT -j mangle -s 172.25.8.100 --mangle-ip-s 172.25.8.2
+"""
+MASKED_NFT = (Path(__file__).parent / "fixtures" / "arptables-nft-masked-mac.json").read_text()
+
+
+@pytest.mark.parametrize(("chain", "handles"), [("INPUT", [None, 12, 13, 14]), ("OUTPUT", [15])])
+def test_nft_rules_whose_save_line_leaves_a_match_out_have_no_handle(chain, handles):
+    assert arp.nft_rule_handles(MASKED_NFT, MASKED_SAVE, chain) == handles
+
+
+def test_nft_and_save_disagreeing_on_a_chain_is_an_error():
+    with pytest.raises(ValueError, match=r"^chain INPUT has 4 rules in nft's listing and 3 in arptables-nft-save's$"):
+        arp.nft_rule_handles(MASKED_NFT, MASKED_SAVE.replace("-A INPUT -j DROP -s 10.0.0.0/255.0.255.0\n", ""), "INPUT")
+
+
+@pytest.mark.parametrize(
+    ("expressions", "line", "whole"),
+    [
+        (
+            [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "htype"}}, "right": 2}}, {"drop": None}],
+            "-A INPUT -j DROP --h-type 2",
+            True,
+        ),
+        (
+            [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "daddr ip"}}, "right": "10.0.0.1"}}] * 2,
+            "-A INPUT -j DROP -d 10.0.0.1",
+            False,
+        ),
+        ([{"match": {"op": "==", "left": {"payload": {"base": "nh", "offset": 0, "len": 8}}, "right": 1}}], "-A INPUT -j DROP", False),
+        ([{"limit": {"rate": 1}}, {"drop": None}], "-A INPUT -j DROP", False),
+        ([{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "-d"}}], "-A INPUT -j DROP -i -d", True),
+    ],
+    ids=["h-type-shown", "a-match-twice", "raw-payload", "other-expression", "interface-named-like-a-flag"],
+)
+def test_reads_whole(expressions, line, whole):
+    assert arp.reads_whole(expressions, line) is whole
+
+
+def test_nft_deletes_only_a_whole_rule_and_by_handle():
+    lines = arp.get_chain_lines(MASKED_SAVE, "INPUT")
+    handles = arp.nft_rule_handles(MASKED_NFT, MASKED_SAVE, "INPUT")
+    assert diff(SEED_DROP, lines=lines, state="absent", handles=handles) == (
+        [["delete", "rule", "arp", "filter", "INPUT", "handle", "12"]],
+        [lines[0], *lines[2:]],
+    )
+    assert diff(SEED_DROP, lines=lines[:1], handles=handles[:1]) == ([["-A", "INPUT", "-j", "DROP", "-d", VIP]], [lines[0], lines[0]])
+
+
 # --- diff ---------------------------------------------------------------------------------
 
 NFT_INPUT = arp.get_chain_lines(NFT_SAVE, "INPUT")
@@ -354,8 +418,8 @@ NEW_DROP = rule(chain="INPUT", jump="DROP", destination="198.51.100.50")
 NEW_LINE = "-A INPUT -j DROP -d 198.51.100.50"
 
 
-def diff(wanted, lines=NFT_INPUT, state="present", action="append", rule_num=None, backend="nft", chains=("INPUT", "OUTPUT")):
-    return arp.diff_rules(wanted, list(lines), list(chains), state, action, rule_num, backend)
+def diff(wanted, lines=NFT_INPUT, state="present", action="append", rule_num=None, backend="nft", chains=("INPUT", "OUTPUT"), handles=None):
+    return arp.diff_rules(wanted, list(lines), list(chains), state, action, rule_num, backend, handles)
 
 
 @pytest.mark.parametrize(
@@ -440,7 +504,7 @@ def test_nft_has_no_forward_chain():
     [("/usr/sbin/arptables-legacy", "legacy"), ("/usr/sbin/xtables-nft-multi", "nft"), ("/usr/sbin/arptables-nft", "nft"), ("/usr/sbin/arptables", None)],
 )
 def test_backend_from_path(path, backend):
-    assert arp.backend_from_path(path) == backend
+    assert arpb.backend_from_path(path) == backend
 
 
 @pytest.mark.parametrize(
@@ -448,7 +512,7 @@ def test_backend_from_path(path, backend):
     [("arptables v1.8.9 (nf_tables)\n", "nft"), ("arptables v0.0.5\n", "legacy"), ("arptables v0.0.4\n", "legacy"), ("", None)],
 )
 def test_backend_from_version(text, backend):
-    assert arp.backend_from_version(text) == backend
+    assert arpb.backend_from_version(text) == backend
 
 
 @pytest.mark.parametrize(
@@ -464,7 +528,7 @@ def test_backend_from_version(text, backend):
     ],
 )
 def test_choose_backend(default, working, chosen, warns):
-    name, warning = arp.choose_backend(default, lambda backend: backend in working)
+    name, warning = arpb.choose_backend(default, lambda backend: backend in working)
     assert name == chosen
     assert bool(warning) == warns
     if warns:
@@ -505,6 +569,7 @@ ALL_BINARIES = {
     "arptables-legacy": "/usr/sbin/arptables-legacy",
     "arptables-nft": "/usr/sbin/arptables-nft",
     "arptables-nft-save": "/usr/sbin/arptables-nft-save",
+    "nft": "/usr/sbin/nft",
     "unshare": "/usr/bin/unshare",
 }
 LEGACY_LIST = ("/usr/sbin/arptables-legacy", "-t", "filter", "-L", "-n")
@@ -514,28 +579,28 @@ NFT_PROBE = ("/usr/bin/unshare", "--net", "--", "/usr/sbin/arptables-nft", "-A",
 def test_auto_falls_back_when_nft_has_no_arp_family():
     # The UML lab's kernel: nft lists an empty rule set but cannot add a rule.
     module = FakeModule({LEGACY_LIST: (0, LEGACY_LISTING, ""), NFT_PROBE: (1, "", "RULE_APPEND failed")}, ALL_BINARIES)
-    backend, warnings = arp.select_backend(module, "auto")
+    backend, warnings = arpb.select_backend(module, "auto")
     assert (backend.name, backend.binary) == ("legacy", "/usr/sbin/arptables-legacy")
     assert len(warnings) == 1 and "points at the nft backend" in warnings[0]
 
 
 def test_auto_keeps_nft_with_an_empty_rule_set_that_works():
     module = FakeModule({}, ALL_BINARIES)
-    backend, warnings = arp.select_backend(module, "auto")
+    backend, warnings = arpb.select_backend(module, "auto")
     assert (backend.name, warnings) == ("nft", [])
     assert list(NFT_PROBE) in module.calls
 
 
 def test_auto_trusts_a_listed_nft_table_without_probing():
     module = FakeModule({("/usr/sbin/arptables-nft-save",): (0, NFT_SAVE, "")}, ALL_BINARIES)
-    assert arp.select_backend(module, "auto")[0].name == "nft"
+    assert arpb.select_backend(module, "auto")[0].name == "nft"
     assert not any(call[0] == "/usr/bin/unshare" for call in module.calls)
 
 
 def test_auto_asks_arptables_v_when_the_path_says_nothing():
     binaries = {**ALL_BINARIES, "arptables": "/nonexistent/arptables"}
     module = FakeModule({("/nonexistent/arptables", "-V"): (0, "arptables v0.0.5\n", "")}, binaries)
-    assert arp.select_backend(module, "auto")[0].name == "legacy"
+    assert arpb.select_backend(module, "auto")[0].name == "legacy"
 
 
 @pytest.mark.parametrize(
@@ -545,14 +610,14 @@ def test_auto_asks_arptables_v_when_the_path_says_nothing():
 def test_missing_binary_names_the_package(backend, missing, package):
     module = FakeModule({}, {name: path for name, path in ALL_BINARIES.items() if name != missing})
     with pytest.raises(AssertionError, match=rf"the {backend} arptables backend is not installed .*{re.escape(package)}"):
-        arp.select_backend(module, backend)
+        arpb.select_backend(module, backend)
 
 
 def test_failed_listing_fails_with_the_command_and_its_error():
     module = FakeModule({LEGACY_LIST: (1, "", "can't initialize arptables table `filter'\n")}, ALL_BINARIES)
-    backend = arp.require_backend(module, "legacy")
+    backend = arpb.require_backend(module, "legacy")
     with pytest.raises(AssertionError, match=r"arptables-legacy -t filter -L -n failed \(rc 1\): can't initialize"):
-        backend.get_existing_rules()
+        backend.get_existing_rules("INPUT")
 
 
 def module_params(**values):
@@ -561,7 +626,7 @@ def module_params(**values):
 
 def test_check_mode_predicts_without_running_the_change():
     module = FakeModule({LEGACY_LIST: (0, LEGACY_LISTING, "")}, ALL_BINARIES, module_params(destination="198.51.100.50"), check_mode=True)
-    result = arp.manage_rule(module)
+    result = arpb.manage_rule(module)
     command = ["/usr/sbin/arptables-legacy", "-A", "INPUT", "-j", "DROP", "-d", "198.51.100.50"]
     assert result["changed"] is True
     assert result["commands"] == [command]
@@ -573,7 +638,7 @@ def test_check_mode_predicts_without_running_the_change():
 
 def test_real_run_applies_and_reads_back():
     module = FakeModule({LEGACY_LIST: (0, LEGACY_LISTING, "")}, ALL_BINARIES, module_params(destination=VIP, state="absent"))
-    result = arp.manage_rule(module)
+    result = arpb.manage_rule(module)
     command = ["/usr/sbin/arptables-legacy", "-D", "INPUT", "-j", "DROP", "-d", VIP]
     assert command in module.calls
     assert module.calls.count(list(LEGACY_LIST)) == 2
