@@ -88,7 +88,7 @@ options:
   lower_threshold:
     description:
       - Resume below this many connections after the upper threshold was hit; V(0) is unset.
-      - It may not be above O(upper_threshold) (V(0) counts as a value there): the kernel refuses that.
+      - It may not be above O(upper_threshold), where V(0) counts as a value, as the kernel refuses that.
     type: int
     default: 0
   state:
