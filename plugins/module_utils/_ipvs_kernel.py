@@ -62,10 +62,11 @@ def check_pyroute2():
 
 
 def tunnel_types_supported():
-    """Whether this kernel knows the GUE and GRE tunnel types (Linux 5.2, IPVS_DEST_ATTR_TUN_*).
-    Older kernels ignore the attributes and make the real server ipip."""
+    """Whether this kernel knows the GUE and GRE tunnel types and their checksums (IPVS_DEST_ATTR_
+    TUN_*: GUE came in Linux 5.2, GRE and the checksums in 5.3). Older kernels ignore the
+    attributes and make the real server ipip."""
     release = os.uname().release.split("-", 1)[0]
-    return LooseVersion(release) >= LooseVersion("5.2")
+    return LooseVersion(release) >= LooseVersion("5.3")
 
 
 class IPVSTable:

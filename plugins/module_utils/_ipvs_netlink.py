@@ -21,6 +21,7 @@ This is the only place that raises NetlinkError: a dump the kernel refuses, or n
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import select
 import socket
@@ -60,7 +61,9 @@ STATS_NAMES = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_ou
 # The kernel's numbers for the names of _ipvs_spec.
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
-FORWARDING = {"nat": 0, "tunnel": 2, "dr": 3}  # IP_VS_CONN_F_MASQ, _TUNNEL, _DROUTE
+# IP_VS_CONN_F_MASQ, _LOCALNODE, _TUNNEL, _DROUTE, _BYPASS: local and bypass are never asked
+# for, but a kernel entry with them is written back as it is (its weight set to 0 for a drain).
+FORWARDING = {"nat": 0, "local": 1, "tunnel": 2, "dr": 3, "bypass": 4}
 TUNNEL_TYPES = {"ipip": 0, "gue": 1, "gre": 2}
 TUNNEL_CHECKSUMS = {"nocsum": 0, "csum": 1, "remcsum": 2}
 # IP_VS_SVC_F_*; SCHED1/2 mean fallback/port for sh and mh alike.
@@ -151,8 +154,12 @@ def stats(buf, a, kind64, kind32):
 _PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 _FORWARDING_NAMES = {v: k for k, v in FORWARDING.items()}
 _TUNNEL_NAMES = {v: k for k, v in TUNNEL_TYPES.items()}
-_CHECKSUM_NAMES = {v: k for k, v in TUNNEL_CHECKSUMS.items()}
 _FULL_PREFIX = {"ipv4": 32, "ipv6": 128}
+
+
+def checksum_name(flags):
+    """IP_VS_TUNNEL_ENCAP_FLAG_* as one name: the flags are bits, remote checksum offload wins."""
+    return "remcsum" if flags & TUNNEL_CHECKSUMS["remcsum"] else "csum" if flags & TUNNEL_CHECKSUMS["csum"] else "nocsum"
 
 
 def service_from_attributes(buf, top, with_stats=False):
@@ -200,7 +207,7 @@ def real_from_attributes(buf, top, service_af, with_stats=False):
         tunnel = {
             "tunnel_type": tunnel_type,
             "tunnel_port": be16(buf, a, DEST_TUN_PORT) if tunnel_type == "gue" else None,
-            "tunnel_checksum": _CHECKSUM_NAMES.get(u16(buf, a, DEST_TUN_FLAGS), "nocsum") if tunnel_type != "ipip" else None,
+            "tunnel_checksum": checksum_name(u16(buf, a, DEST_TUN_FLAGS)) if tunnel_type != "ipip" else None,
         }
     entry = {
         "address": address(af, buf, a[DEST_ADDR][0]),
@@ -329,7 +336,9 @@ class IPVSNetlink:
                 return self.sock.recv(1 << 16)
             except BlockingIOError:  # pyroute2 leaves its socket non-blocking
                 if not select.select([self.fileno], [], [], TIMEOUT)[0]:
-                    raise NetlinkError(110, f"no answer from the kernel in {TIMEOUT:.0f}s") from None
+                    raise NetlinkError(errno.ETIMEDOUT, f"no answer from the kernel in {TIMEOUT:.0f}s") from None
+            except OSError as exc:  # ENOBUFS: the kernel dropped messages the buffer could not hold
+                raise NetlinkError(exc.errno, exc.strerror) from None
 
     def dump(self, cmd, body, parse):
         """[parse(buf, attributes of the message's top level)] for every message of a dump."""

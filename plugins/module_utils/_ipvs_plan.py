@@ -183,7 +183,8 @@ def deletion(service, real):
 class Outcome:
     """What converge did (or would do in check mode): CHANGES, the writes made; DRAINED, a report
     per drained real server; CURRENT, the table as first read; RACES, writes that lost a race;
-    SECONDS, the time spent reading, planning and applying."""
+    SECONDS, the time spent reading, planning and applying. CURRENT is the last read when a
+    race made converge read again: the entries as this run's writes found them."""
 
     changes: list
     drained: list
@@ -208,18 +209,25 @@ def converge(module, table, wanted, exact=False, protected=None, drain_timeout=0
     if module.check_mode:
         applied = changes + [deletion(service, real) for service, real in drains]
     else:
-        for round_ in range(RACE_ROUNDS + 1):
-            results = table.write([c.write for c in changes])
-            applied += [c for c, code in zip(changes, results, strict=True) if code == 0]
-            refused = [(c, code) for c, code in zip(changes, results, strict=True) if code]
-            if not refused:
-                break
-            if round_ == RACE_ROUNDS or not all(lost_race(c.what, c.action, code) for c, code in refused):
-                fail_refused(module, applied, refused, results.count(None))
-            races += len(refused)
-            changes, drains = plan_table(table.read(keys), wanted, exact, protected)
-        more, report = drain(module, table, drains, drain_timeout)
-        applied += more
+        try:
+            for round_ in range(RACE_ROUNDS + 1):
+                results = table.write([c.write for c in changes])
+                applied += [c for c, code in zip(changes, results, strict=True) if code == 0]
+                refused = [(c, code) for c, code in zip(changes, results, strict=True) if code]
+                if not refused:
+                    break
+                if round_ == RACE_ROUNDS or not all(lost_race(c.what, c.action, code) for c, code in refused):
+                    fail_refused(module, applied, refused, results.count(None))
+                races += len(refused)
+                current = table.read(keys)
+                changes, drains = plan_table(current, wanted, exact, protected)
+            report = drain(module, table, drains, drain_timeout, applied)
+        except NetlinkError as exc:  # no answer in the middle of the writes: some may be done
+            module.fail_json(
+                msg=f"{explain_read_error(exc)}; this run's writes may be partly applied (see applied): run it again to finish",
+                changed=True,
+                applied=[c.describe() for c in applied],
+            )
     done = time.perf_counter()
     seconds = {"read": planned - started, "plan": applying - planned, "apply": done - applying}
     return Outcome(applied, report, current, races, seconds)
@@ -236,22 +244,23 @@ def check_writable(module, current, wanted):
         odd = sorted({r["tunnel_type"] for r, s in reals if s == "present" and r.get("tunnel_type") in ("gue", "gre")})
         if odd and not tunnel_types_supported():
             module.fail_json(
-                msg=f"tunnel_type: {', '.join(odd)} needs Linux 5.2 or later, and this kernel ({os.uname().release}) would make the "
-                "real server ipip instead; use tunnel_type ipip, or a newer kernel"
+                msg=f"tunnel_type: {', '.join(odd)} needs Linux 5.3 or later (GUE came in 5.2, GRE and the checksums in 5.3), and this "
+                f"kernel ({os.uname().release}) would make the real server ipip instead; use tunnel_type ipip, or a newer kernel"
             )
 
 
-def drain(module, table, drains, timeout):
+def drain(module, table, drains, timeout, applied):
     """After the other writes (which set their weight to 0): wait, all within TIMEOUT seconds,
-    until each of DRAINS [(service, real)] has no connections, then remove it. The deletions
-    made, and a report per real server. Time out: the task fails, they stay at weight 0."""
+    until each of DRAINS [(service, real)] has no connections, then remove it; the deletions go
+    on APPLIED, the run's writes. A report per real server. Time out: the task fails, they stay
+    at weight 0."""
     started = time.monotonic()
     deadline = started + timeout
     report = {}
     for service, real in drains:
         name = {"service": describe_service(service_key(service)), "real": f"{real['address']}:{real['port']}"}
         report[id(real)] = {**name, "removed": False, "active_connections": 0, "inactive_connections": 0}
-    pending, changes = list(drains), []
+    pending = list(drains)
     while pending:
         empty, waiting = [], []
         for service in {id(s): s for s, _r in pending}.values():
@@ -266,9 +275,9 @@ def drain(module, table, drains, timeout):
         results = table.write([("real", "delete", s, r) for s, r in empty])
         for (service, real), code in zip(empty, results, strict=True):
             if code and not lost_race("real", "delete", code):
-                fail_refused(module, changes, [(deletion(service, real), code)], 0)
+                fail_refused(module, applied, [(deletion(service, real), code)], 0)
             if not code:
-                changes.append(deletion(service, real))
+                applied.append(deletion(service, real))
                 report[id(real)]["removed"] = True
         pending = waiting
         if not pending or time.monotonic() >= deadline:
@@ -278,8 +287,8 @@ def drain(module, table, drains, timeout):
         entry["waited"] = round(time.monotonic() - started, 1)
     if pending:
         stuck = [report[id(r)] for _s, r in pending]
-        module.fail_json(msg=timed_out_draining(timeout, stuck), changed=True, drained=list(report.values()))
-    return changes, list(report.values())
+        module.fail_json(msg=timed_out_draining(timeout, stuck), changed=bool(applied), applied=[c.describe() for c in applied], drained=list(report.values()))
+    return list(report.values())
 
 
 def timed_out_draining(timeout, stuck):

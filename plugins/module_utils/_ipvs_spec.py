@@ -26,10 +26,13 @@ import ipaddress
 
 U16_MAX = 0xFFFF
 U32_MAX = 0xFFFFFFFF
-WEIGHT_MAX = 0x7FFFFFFF  # the kernel refuses negative weights, INT_MAX + 1 and up
-# The kernel keeps a persistence timeout as timeout * HZ in an unsigned int, and HZ is at most
-# 1000: above this it wraps (at HZ=250, 17,179,870 s reads back as 0).
-TIMEOUT_MAX = U32_MAX // 1000
+# ipvsadm's limits, narrower than the kernel's, so that every table the modules make can be
+# saved and restored with ipvsadm (the director role restores it so at boot): weight 0-65535
+# (the kernel takes up to INT_MAX), thresholds up to INT_MAX (the kernel: u32), persistence up
+# to 31 days (the kernel keeps timeout * HZ in 32 bits, which wraps above 4294967 s at HZ=1000).
+WEIGHT_MAX = U16_MAX
+THRESHOLD_MAX = 0x7FFFFFFF
+TIMEOUT_MAX = 31 * 86400
 
 PROTOCOLS = ["tcp", "udp", "sctp"]
 FAMILIES = ["ipv4", "ipv6"]
@@ -53,7 +56,7 @@ IDENTITY = {
 }
 SERVICE = {
     "scheduler": dict(type="str", choices=SCHEDULERS, default="wlc"),
-    "persistent_timeout": dict(type="int", default=0, range=(0, TIMEOUT_MAX, "not persistent", " seconds (the kernel keeps it in jiffies, 32 bits)")),
+    "persistent_timeout": dict(type="int", default=0, range=(0, TIMEOUT_MAX, "not persistent", " seconds (31 days, as ipvsadm)")),
     "persistent_netmask": dict(type="str"),
     "persistence_engine": dict(type="str", choices=PERSISTENCE_ENGINES),
     "scheduler_flags": dict(type="list", elements="str", choices=SCHEDULER_FLAGS),
@@ -67,9 +70,9 @@ REAL = {
     "tunnel_type": dict(type="str", choices=TUNNEL_TYPES),
     "tunnel_port": dict(type="int", range=(1, U16_MAX, None, "")),
     "tunnel_checksum": dict(type="str", choices=TUNNEL_CHECKSUMS),
-    "weight": dict(type="int", default=1, range=(0, WEIGHT_MAX, "quiesced", "")),
-    "upper_threshold": dict(type="int", default=0, range=(0, U32_MAX, "no threshold", " connections")),
-    "lower_threshold": dict(type="int", default=0, range=(0, U32_MAX, "no threshold", " connections")),
+    "weight": dict(type="int", default=1, range=(0, WEIGHT_MAX, "quiesced", " (as ipvsadm)")),
+    "upper_threshold": dict(type="int", default=0, range=(0, THRESHOLD_MAX, "no threshold", " connections")),
+    "lower_threshold": dict(type="int", default=0, range=(0, THRESHOLD_MAX, "no threshold", " connections")),
     "state": dict(type="str", choices=["present", "absent", "drained"], default="present"),
 }
 DRAIN_TIMEOUT = dict(type="int", default=300, range=(0, None, "remove only if no connections are left", " seconds"))

@@ -76,7 +76,7 @@ options:
     choices: [nocsum, csum, remcsum]
   weight:
     description:
-      - The server's weight, V(0) (quiesced - no new connections) to 2147483647.
+      - The server's weight, V(0) (quiesced - no new connections) to 65535, the range C(ipvsadm) can save and restore.
       - On a persistent service, clients with a persistence template keep reaching a weight-0 server unless
         C(net.ipv4.vs.expire_quiescent_template) is 1 (the P(lvs.dr.director#role) role sets it).
     type: int

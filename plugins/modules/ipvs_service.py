@@ -58,8 +58,8 @@ options:
     default: wlc
   persistent_timeout:
     description:
-      - Persistence in seconds (C(ipvsadm -p)); V(0) means not persistent. At most 4294967 (49 days), as the kernel keeps it
-        in jiffies in 32 bits.
+      - Persistence in seconds (C(ipvsadm -p)); V(0) means not persistent. At most 2678400 (31 days), the most C(ipvsadm)
+        can restore (the kernel's own limit, timeout x HZ in 32 bits, is lower at some HZ than the number suggests).
     type: int
     default: 0
   persistent_netmask:

@@ -61,7 +61,7 @@ options:
         choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos]
         default: wlc
       persistent_timeout:
-        description: Persistence in seconds; V(0) means not persistent. At most 4294967 (the kernel keeps it in jiffies in 32 bits).
+        description: Persistence in seconds; V(0) means not persistent. At most 2678400 (31 days, as C(ipvsadm)).
         type: int
         default: 0
       persistent_netmask:
@@ -117,7 +117,7 @@ options:
             type: str
             choices: [nocsum, csum, remcsum]
           weight:
-            description: The weight, 0 (quiesced) to 2147483647.
+            description: The weight, 0 (quiesced) to 65535 (as C(ipvsadm)).
             type: int
             default: 1
           upper_threshold:

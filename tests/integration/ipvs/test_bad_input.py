@@ -38,8 +38,8 @@ SERVICE_CASES = [
     ({**SERVICE, "scheduler_flags": ["sh-port"]}, "scheduler_flags: sh-port do not apply to scheduler rr; sh-* go with scheduler sh, mh-* with mh"),
     ({**SERVICE, "scheduler": "sh", "scheduler_flags": ["sh-port", "mh-port"]}, "scheduler_flags: mh-port do not apply to scheduler sh"),
     # timeout * HZ in 32 bits: at HZ=250 it would read back as 2820130, and change on every run: issue 13, 5.
-    ({**SERVICE, "persistent_timeout": 20000000}, "persistent_timeout: 20000000 is out of range; use 0 (not persistent) to 4294967 seconds"),
-    ({**SERVICE, "persistent_timeout": -1}, "persistent_timeout: -1 is out of range; use 0 (not persistent) to 4294967 seconds"),
+    ({**SERVICE, "persistent_timeout": 20000000}, "persistent_timeout: 20000000 is out of range; use 0 (not persistent) to 2678400 seconds"),
+    ({**SERVICE, "persistent_timeout": -1}, "persistent_timeout: -1 is out of range; use 0 (not persistent) to 2678400 seconds"),
     ({**SERVICE, "persistent_timeout": 60, "persistent_netmask": "255.0.255.0"}, "persistent_netmask: '255.0.255.0' is not valid for an ipv4 service; use a"),
     ({**SERVICE, "persistent_timeout": 60, "persistent_netmask": "33"}, "persistent_netmask: '33' is not valid for an ipv4 service; use a netmask such as"),
     ({**SERVICE, "persistence_engine": "sip"}, "persistence_engine: a persistence engine needs a persistent service; set persistent_timeout too"),
@@ -68,8 +68,8 @@ REAL_CASES = [
     ({**REAL, "forwarding_method": "tunnel", "tunnel_type": "gue"}, "tunnel_port: tunnel_type gue needs the UDP port of the real server's GUE receiver"),
     ({**REAL, "forwarding_method": "tunnel", "tunnel_type": "ipip", "tunnel_port": 6080}, "tunnel_port, tunnel_checksum: they apply to tunnel_type gue"),
     ({**REAL, "weight": -1}, "weight: -1 is out of range; use 0 (quiesced) to"),
-    ({**REAL, "weight": 2147483648}, "weight: 2147483648 is out of range; use 0 (quiesced) to 2147483647"),
-    ({**REAL, "upper_threshold": -1}, "upper_threshold: -1 is out of range; use 0 (no threshold) to 4294967295 connections"),
+    ({**REAL, "weight": 65536}, "weight: 65536 is out of range; use 0 (quiesced) to 65535 (as ipvsadm)"),
+    ({**REAL, "upper_threshold": -1}, "upper_threshold: -1 is out of range; use 0 (no threshold) to 2147483647 connections"),
     ({**REAL, "upper_threshold": 5, "lower_threshold": 9}, "lower_threshold: 9 is above upper_threshold 5"),
     # The kernel compares l_threshold > u_threshold with 0 a value, and refuses it (ERANGE): issue 13, 3.
     ({**REAL, "lower_threshold": 5}, "lower_threshold: 5 is above upper_threshold 0, which the kernel refuses"),

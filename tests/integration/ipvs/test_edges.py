@@ -48,11 +48,19 @@ def test_nat_real_with_a_mapped_port_is_removed_by_its_identity(netns, run_modul
     assert table["rc"] == 0 and table["summary"]["reals"]["delete"] == 1, table
 
 
-def test_the_longest_persistence_the_kernel_holds_is_idempotent(netns, run_module):
-    # 5: the largest timeout that fits timeout * HZ in 32 bits at any HZ reads back as given.
-    params = {**SERVICE, "persistent_timeout": 4294967}
-    assert run_module("ipvs_service", params, netns=netns)["service"]["persistent_timeout"] == 4294967
+def test_a_table_at_the_limits_is_idempotent_and_ipvsadm_restores_it(netns, run_module):
+    # 5: the longest persistence and the largest weight read back as given, and ipvsadm (which
+    # restores the director role's table at boot) takes the saved table back.
+    params = {**SERVICE, "persistent_timeout": 2678400}
+    assert run_module("ipvs_service", params, netns=netns)["service"]["persistent_timeout"] == 2678400
     assert not run_module("ipvs_service", params, netns=netns)["changed"]
+    real = {**REAL, "weight": 65535, "upper_threshold": 2147483647, "lower_threshold": 2147483647}
+    assert run_module("ipvs_real", real, netns=netns)["real"]["weight"] == 65535
+    assert not run_module("ipvs_real", real, netns=netns)["changed"]
+    saved = ipvs_table(netns)
+    run("ip", "netns", "exec", netns, "ipvsadm", "-C")
+    subprocess.run(["ip", "netns", "exec", netns, "ipvsadm", "-R"], input=saved, text=True, check=True)
+    assert ipvs_table(netns) == saved
 
 
 def test_without_cap_net_admin_every_module_fails_with_the_fix(netns, collections_path, tmp_path):

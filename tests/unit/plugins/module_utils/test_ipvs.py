@@ -137,7 +137,7 @@ def test_real_normalises(params, expected):
         ({"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gue"}, "tunnel_port: tunnel_type gue needs"),
         ({"address": "2001:db8::2"}, "address: 2001:db8::2 is ipv6 but the service is ipv4"),
         ({"address": "172.25.8.2", "weight": -1}, "weight: -1 is out of range"),
-        ({"address": "172.25.8.2", "weight": 2**31}, "weight: 2147483648 is out of range"),
+        ({"address": "172.25.8.2", "weight": 2**16}, "weight: 65536 is out of range"),
         ({"address": "172.25.8.2", "upper_threshold": 10, "lower_threshold": 20}, "lower_threshold: 20 is above upper_threshold 10"),
         ({"address": "172.25.8.2", "upper_threshold": -5}, "upper_threshold: -5 is out of range"),
         ({"address": "172.25.8.2", "port": 70000, "forwarding_method": "nat"}, "port: 70000 is out of range"),
@@ -262,6 +262,16 @@ def test_real_survives_netlink_encoding(params):
     got, counts = _real_back(want)
     assert got == want
     assert counts == {"active_connections": 0, "inactive_connections": 0, "persistent_connections": 0}
+
+
+def test_kernel_entries_no_option_asks_for_are_written_back_as_read():
+    # A drain sets weight 0 on the kernel's own entry: a local-node real server, or a tunnel with
+    # both checksum bits (another tool's), must encode and read back unchanged.
+    local = {**real({"address": "172.25.8.2"}), "forwarding_method": "local", "weight": 0}
+    assert _real_back(local)[0] == local
+    tunnel = real({"address": "172.25.8.2", "forwarding_method": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "remcsum"})
+    assert _real_back(tunnel)[0] == tunnel
+    assert nl.checksum_name(3) == "remcsum" and nl.checksum_name(1) == "csum" and nl.checksum_name(0) == "nocsum"
 
 
 @pytest.mark.parametrize("params", REALS)
