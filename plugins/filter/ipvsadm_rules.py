@@ -6,6 +6,10 @@ and ipvsadm-restore takes."""
 
 from __future__ import annotations
 
+import ipaddress
+
+from ansible.errors import AnsibleFilterError
+
 DOCUMENTATION = r"""
 name: ipvsadm_rules
 author: lvs.dr developers
@@ -45,9 +49,6 @@ _value:
   type: str
 """
 
-import ipaddress
-
-from ansible.errors import AnsibleFilterError
 
 PROTOCOLS = {"tcp": ("-t", 6), "udp": ("-u", 17), "sctp": ("--sctp-service", 132)}
 METHODS = {"dr": "-g", "local": "-g", "tunnel": "-i", "nat": "-m"}

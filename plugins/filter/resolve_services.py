@@ -6,6 +6,8 @@ list at each step makes it quadratic in the number of services."""
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
+
 DOCUMENTATION = r"""
 name: resolve_services
 author: lvs.dr developers
@@ -49,8 +51,6 @@ _value:
   type: list
   elements: dict
 """
-
-from ansible.errors import AnsibleFilterError
 
 
 def host_address(host):

@@ -108,9 +108,8 @@ def drains(lab_env, director_mac, tmp_path_factory):
     """The two drains: with the sysctl at 0, then with the role's sysctl tasks applied."""
     before = sh("director", f"sysctl -n {SYSCTL}; test -e {SYSCTL_FILE} && echo file || echo none").split()
     playbook = tmp_path_factory.mktemp("drain") / "sysctls.yml"
-    playbook.write_text(
-        json.dumps([{"hosts": "directors", "gather_facts": False, "tasks": [{"ansible.builtin.include_role": {"name": "lvs.dr.director", "tasks_from": "sysctls"}}]}])
-    )
+    sysctls = {"ansible.builtin.include_role": {"name": "lvs.dr.director", "tasks_from": "sysctls"}}
+    playbook.write_text(json.dumps([{"hosts": "directors", "gather_facts": False, "tasks": [sysctls]}]))
     try:
         sh("director", f"sysctl -qw {SYSCTL}=0")
         seen = {"off": drain("172.25.8.101", director_mac, timeout=15)}
