@@ -41,14 +41,18 @@ def test_the_same_result_each_time():
 
 
 def test_linear_in_the_number_of_services():
+    # The best of 3 runs at 1,000 and at 20,000 services: 20x the services must take well under
+    # 400x the time (what a loop that copies its growing result costs); linear is about 20x.
     def seconds(n):
         services = [{"address": "10.9.0.1", "port": p, "reals": [{"address": "10.9.1.1"}] * 10} for p in range(n)]
-        started = time.perf_counter()
-        resolve_services(services)
-        return time.perf_counter() - started
+        best = float("inf")
+        for _run in range(3):
+            started = time.perf_counter()
+            resolve_services(services)
+            best = min(best, time.perf_counter() - started)
+        return best
 
-    seconds(1000)  # warm up
-    assert seconds(20000) < 40 * max(seconds(1000), 1e-4)
+    assert seconds(20000) < 100 * max(seconds(1000), 1e-4)
 
 
 @pytest.mark.parametrize("services", [None, "tcp:80", [{"port": 80}, "10.9.0.1"]])
