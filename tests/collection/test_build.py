@@ -16,6 +16,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in (PROJECT / "plugins" / "modules").glob("*.py"))
+FILTERS = sorted(p.stem for p in (PROJECT / "plugins" / "filter").glob("*.py"))
 ROLES = sorted(p.name for p in (PROJECT / "roles").iterdir() if p.is_dir())
 
 
@@ -55,6 +56,12 @@ def test_module_doc_renders(installed, module):
     assert f"lvs.dr.{module}" in doc["examples"]
     text = ansible("ansible-doc", f"lvs.dr.{module}", env=installed)
     assert "EXAMPLES" in text
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_filter_doc_renders(installed, name):
+    doc = json.loads(ansible("ansible-doc", "-t", "filter", "--json", f"lvs.dr.{name}", env=installed))[f"lvs.dr.{name}"]
+    assert doc["doc"]["short_description"] and f"lvs.dr.{name}" in doc["examples"] and doc["return"]
 
 
 def test_every_role_is_installed(installed):

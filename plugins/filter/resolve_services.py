@@ -1,0 +1,77 @@
+# Copyright (c) lvs.dr developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The director role's resolution of its services, as one filter: a set_fact loop that appends
+to its own result duplicates every entry when the role runs twice in a play, and copying the
+list at each step makes it quadratic in the number of services."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: resolve_services
+author: lvs.dr developers
+version_added: 1.0.0
+short_description: Fill in the director role's services with their scheduler and real servers
+description:
+  - Returns the list of services given, each with O(scheduler) where it names none (or null), and where it has no
+    C(reals) (or null) with one real server per host of O(hosts). Nothing else is changed; the input is not modified.
+  - The lvs.dr.director role uses it to build lvs.dr.ipvs_table's O(lvs.dr.ipvs_table#module:services) from
+    C(director_services).
+options:
+  _input:
+    description: The services, as C(director_services) takes them (lvs.dr.ipvs_table's services).
+    type: list
+    elements: dict
+    required: true
+  scheduler:
+    description: The scheduler of services that name none.
+    type: str
+    default: rr
+  hosts:
+    description:
+      - The variables of the hosts that are the real servers of services that list none (the role passes those of
+        C(director_realserver_group)'s hosts). Each gives a real server at its C(realserver_address), else at its
+        C(ansible_facts.default_ipv4.address), else at V("") (the role then fails naming the variable to set).
+    type: list
+    elements: dict
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Services without reals get the realservers group's hosts
+  ansible.builtin.set_fact:
+    director_services_resolved: >-
+      {{ director_services | lvs.dr.resolve_services(scheduler='wlc', hosts=groups['realservers'] | map('extract', hostvars)) }}
+"""
+
+RETURN = r"""
+_value:
+  description: The services, each with a scheduler and a list of real servers.
+  type: list
+  elements: dict
+"""
+
+
+def host_address(host):
+    """A real server's address from its host's variables: realserver_address, else its default IPv4."""
+    address = host.get("realserver_address")
+    if address is None:
+        address = ((host.get("ansible_facts") or {}).get("default_ipv4") or {}).get("address", "")
+    return address
+
+
+def resolve_services(services, scheduler="rr", hosts=()):
+    if not isinstance(services, (list, tuple)) or not all(isinstance(s, dict) for s in services):
+        raise AnsibleFilterError(f"resolve_services: the services must be a list of dicts, got {services!r}")
+    reals = [{"address": host_address(host)} for host in hosts]
+    resolved = []
+    for service in services:
+        defaults = {"scheduler": scheduler, "reals": reals}
+        resolved.append({**service, **{k: v for k, v in defaults.items() if service.get(k) is None}})
+    return resolved
+
+
+class FilterModule:
+    def filters(self):
+        return {"resolve_services": resolve_services}
