@@ -13,7 +13,7 @@ from ansible.errors import AnsibleFilterError
 DOCUMENTATION = r"""
 name: ipvsadm_rules
 author: lvs.dr developers
-version_added: 1.0.0
+version_added: 0.1.0
 short_description: Write an IPVS table read by lvs.dr.ipvs_info as ipvsadm-restore's input
 description:
   - Turns the O(lvs.dr.ipvs_info#module:services) that lvs.dr.ipvs_info returns into the text that C(ipvsadm-restore)

@@ -6,12 +6,12 @@ list at each step makes it quadratic in the number of services."""
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 
 DOCUMENTATION = r"""
 name: resolve_services
 author: lvs.dr developers
-version_added: 1.0.0
+version_added: 0.1.0
 short_description: Fill in the director role's services with their scheduler and real servers
 description:
   - Returns the list of services given, each with O(scheduler) where it names none (or null), and where it has no
@@ -54,10 +54,15 @@ _value:
 
 
 def host_address(host):
-    """A real server's address from its host's variables: realserver_address, else its default IPv4."""
-    address = host.get("realserver_address")
-    if address is None:
-        address = ((host.get("ansible_facts") or {}).get("default_ipv4") or {}).get("address", "")
+    """A real server's address from its host's variables: realserver_address, else its default IPv4;
+    "" when neither can be had (the role then fails naming realserver_address). A variable that
+    templates from facts not gathered is undefined, not an error here."""
+    try:
+        address = host.get("realserver_address")
+        if address is None:
+            address = ((host.get("ansible_facts") or {}).get("default_ipv4") or {}).get("address", "")
+    except AnsibleUndefinedVariable:
+        return ""
     return address
 
 

@@ -167,7 +167,6 @@ changed_fields:
   sample: [weight]
 drained:
   description: What O(state=drained) did, as one item (the shape of M(lvs.dr.ipvs_table)'s RV(ignore:drained)).
-  returned: when O(state=drained) and the real server existed
   type: list
   elements: dict
   contains:
@@ -189,6 +188,18 @@ drained:
     inactive_connections:
       description: Inactive connections left when the wait ended.
       type: int
+  returned: when O(state=drained) and the real server existed (not in check mode), and when a drain times out
+applied:
+  description: When the task fails after writing (a refused write, a drain that timed out, no answer from the kernel) - the
+    writes this run made, as M(lvs.dr.ipvs_table)'s RV(lvs.dr.ipvs_table#module:changes).
+  returned: failure, after a write
+  type: list
+  elements: dict
+refused:
+  description: When the kernel refused a write - the writes it refused, each with the kernel's C(errno).
+  returned: failure, after a refused write
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

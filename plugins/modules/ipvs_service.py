@@ -153,6 +153,16 @@ changed_fields:
   type: list
   elements: str
   sample: [scheduler]
+applied:
+  description: When the task fails after writing - the writes this run made, as M(lvs.dr.ipvs_table)'s RV(lvs.dr.ipvs_table#module:changes).
+  returned: failure, after a write
+  type: list
+  elements: dict
+refused:
+  description: When the kernel refused a write - the writes it refused, each with the kernel's C(errno).
+  returned: failure, after a refused write
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -238,8 +238,10 @@ drained:
   elements: dict
   sample: [{service: tcp 172.25.8.100:80, real: "172.25.8.2:80", removed: true, waited: 4.0, active_connections: 0, inactive_connections: 0}]
 applied:
-  description: When the kernel refused a write - the writes it carried out (as in RV(changes)).
-  returned: failure, after a refused write
+  description:
+    - When the task fails after writing (a refused write, a drain that timed out, no answer from the kernel) - the writes
+      this run made (as in RV(changes)).
+  returned: failure, after a write
   type: list
   elements: dict
 refused:

@@ -4,7 +4,7 @@ touched, the same list however often it runs; its linearity is measured by bench
 from __future__ import annotations
 
 import pytest
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 
 from ansible_collections.lvs.dr.plugins.filter.resolve_services import resolve_services
 
@@ -42,3 +42,13 @@ def test_the_same_result_each_time():
 def test_not_a_list_of_services_is_refused(services):
     with pytest.raises(AnsibleFilterError, match="resolve_services: the services must be a list of dicts"):
         resolve_services(services)
+
+
+def test_an_address_that_templates_from_missing_facts_is_empty():
+    # hostvars template lazily: realserver_address from facts not gathered is undefined, and the
+    # role's own check then names realserver_address.
+    class Unresolvable(dict):
+        def get(self, key, default=None):
+            raise AnsibleUndefinedVariable("'dict object' has no attribute 'eth1'")
+
+    assert resolve_services([{"address": "10.9.0.1", "port": 80}], hosts=[Unresolvable()])[0]["reals"] == [{"address": ""}]
