@@ -375,15 +375,24 @@ def open_table(module):
         table.close()
 
 
-def entry_result(module, what, change_list, before, after):
-    """ipvs_service's and ipvs_real's result: the writes CHANGE_LIST made to one entry, which
-    was BEFORE and is AFTER (None where there is none)."""
+def converge_entry(module, table, what, wanted, find, want, **kwargs):
+    """ipvs_service's and ipvs_real's run: converge the one-service WANTED table, and report the
+    one entry WANT (a service or real server, WHAT) as its result. FIND(table read) is that entry
+    or None. BEFORE is the entry as this run's writes found it, AFTER as the kernel has it after
+    them (in check mode: as it would)."""
+    key = service_key(wanted[0])
+    outcome = converge(module, table, [wanted], keys={key}, **kwargs)
+    before = after = find(outcome.current)
+    if outcome.changes:
+        after = find(table.read({key})) if not module.check_mode else (None if outcome.changes[-1].action == "delete" else want)
     result = {
-        "changed": bool(change_list),
-        "action": change_list[-1].action if change_list else "none",
-        "changed_fields": diff_entry(before, after) if change_list else [],
+        "changed": bool(outcome.changes),
+        "action": outcome.changes[-1].action if outcome.changes else "none",
+        "changed_fields": diff_entry(before, after) if outcome.changes else [],
         what: after or {},
     }
     if module._diff:
         result["diff"] = {"before": before or {}, "after": after or {}}
+    if outcome.drained:
+        result["drained"] = outcome.drained
     return result

@@ -112,6 +112,8 @@ seealso:
   - module: lvs.dr.ipvs_info
 notes:
   - Options left out take their defaults, as with C(ipvsadm -a); the module makes the real server exactly as described.
+  - A failure after a write returns C(applied) and C(refused), the writes this run made and those the kernel refused, as
+    M(lvs.dr.ipvs_table) returns them (RV(lvs.dr.ipvs_table#module:applied), RV(lvs.dr.ipvs_table#module:refused)).
 """
 
 EXAMPLES = r"""
@@ -189,22 +191,11 @@ drained:
       description: Inactive connections left when the wait ended.
       type: int
   returned: when O(state=drained) and the real server existed (not in check mode), and when a drain times out
-applied:
-  description: When the task fails after writing (a refused write, a drain that timed out, no answer from the kernel) - the
-    writes this run made, as M(lvs.dr.ipvs_table)'s RV(lvs.dr.ipvs_table#module:changes).
-  returned: failure, after a write
-  type: list
-  elements: dict
-refused:
-  description: When the kernel refused a write - the writes it refused, each with the kernel's C(errno).
-  returned: failure, after a refused write
-  type: list
-  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, entry_result, open_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge_entry, open_table
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
     DRAIN_TIMEOUT,
     REAL,
@@ -232,16 +223,10 @@ def main():
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
     with open_table(module) as table:
-        outcome = converge(module, table, [(identity_of(key), None, [(want, params["state"])])], drain_timeout=params["drain_timeout"], keys={key})
-        before = outcome.current.get(key, (None, {}))[1].get(real_key(want))
-        after = want if params["state"] == "present" else None
-        if not outcome.changes:
-            after = before
-        elif not module.check_mode:
-            after = table.read({key}).get(key, (None, {}))[1].get(real_key(want))
-    result = entry_result(module, "real", outcome.changes, before, after)
-    if outcome.drained:
-        result["drained"] = outcome.drained
+        wanted = (identity_of(key), None, [(want, params["state"])])
+        result = converge_entry(
+            module, table, "real", wanted, lambda read: read.get(key, (None, {}))[1].get(real_key(want)), want, drain_timeout=params["drain_timeout"]
+        )
     module.exit_json(**result)
 
 

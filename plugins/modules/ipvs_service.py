@@ -94,6 +94,8 @@ seealso:
   - module: lvs.dr.ipvs_info
 notes:
   - Options left out take their defaults, as with C(ipvsadm -A); the module makes the service exactly as described.
+  - A failure after a write returns C(applied) and C(refused), the writes this run made and those the kernel refused, as
+    M(lvs.dr.ipvs_table) returns them (RV(lvs.dr.ipvs_table#module:applied), RV(lvs.dr.ipvs_table#module:refused)).
 """
 
 EXAMPLES = r"""
@@ -153,21 +155,11 @@ changed_fields:
   type: list
   elements: str
   sample: [scheduler]
-applied:
-  description: When the task fails after writing - the writes this run made, as M(lvs.dr.ipvs_table)'s RV(lvs.dr.ipvs_table#module:changes).
-  returned: failure, after a write
-  type: list
-  elements: dict
-refused:
-  description: When the kernel refused a write - the writes it refused, each with the kernel's C(errno).
-  returned: failure, after a refused write
-  type: list
-  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, entry_result, open_table
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge_entry, open_table
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import SERVICE, IPVSInputError, argument_spec, identity_spec, service_key, want_service
 
 
@@ -180,16 +172,10 @@ def main():
         want = want_service(module.params)
     except IPVSInputError as exc:
         module.fail_json(msg=str(exc))
-    key, state = service_key(want), module.params["state"]
+    key = service_key(want)
     with open_table(module) as table:
-        outcome = converge(module, table, [(want, state, [])], keys={key})
-        before = outcome.current.get(key, (None,))[0]
-        after = want if state == "present" else None
-        if not outcome.changes:
-            after = before
-        elif not module.check_mode:
-            after = table.read(set()).get(key, (None,))[0]
-    module.exit_json(**entry_result(module, "service", outcome.changes, before, after))
+        result = converge_entry(module, table, "service", (want, module.params["state"], []), lambda read: read.get(key, (None,))[0], want)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
