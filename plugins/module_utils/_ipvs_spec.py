@@ -257,3 +257,44 @@ def want_tunnel(tunnel_type, tunnel_port, tunnel_checksum):
         "tunnel_port": check_range("tunnel_port", tunnel_port, REAL["tunnel_port"]) if tunnel_type == "gue" else None,
         "tunnel_checksum": (tunnel_checksum or "nocsum") if tunnel_type != "ipip" else None,
     }
+
+
+def service_options(service):
+    """ipvs_table's options for a normalised service, the inverse of want_service: its identity
+    and scheduler, and each other option only where it differs from its default (ipvsadm-save
+    prints a service so too). want_service of them gives SERVICE back."""
+    family = service["family"]
+    out = {"fwmark": service["fwmark"]} if service["fwmark"] is not None else {"protocol": service["protocol"], "address": service["address"], "port": service["port"]}
+    if service["fwmark"] is not None and family != "ipv4":
+        out["family"] = family
+    out["scheduler"] = service["scheduler"]
+    if service["persistent_timeout"]:
+        out["persistent_timeout"] = service["persistent_timeout"]
+        prefix = service["persistent_netmask"]
+        if prefix != (32 if family == "ipv4" else 128):
+            out["persistent_netmask"] = str(ipaddress.ip_network(f"0.0.0.0/{prefix}").netmask) if family == "ipv4" else str(prefix)
+    if service["persistence_engine"]:
+        out["persistence_engine"] = service["persistence_engine"]
+    if service["scheduler_flags"]:
+        out["scheduler_flags"] = list(service["scheduler_flags"])
+    if service["one_packet"]:
+        out["one_packet"] = True
+    return out
+
+
+def real_options(real, service):
+    """ipvs_table's options for a normalised real server of SERVICE, the inverse of want_real:
+    address, forwarding method and weight, the rest only where it differs from its default.
+    The kernel's own methods (local, bypass: the kernel picks them, nobody asks for them) are dr."""
+    out = {"address": real["address"]}
+    if real["port"] != (service["port"] or 0):
+        out["port"] = real["port"]
+    out["forwarding_method"] = real["forwarding_method"] if real["forwarding_method"] in ("nat", "tunnel") else "dr"
+    out["weight"] = real["weight"]
+    for name in ("upper_threshold", "lower_threshold"):
+        if real[name]:
+            out[name] = real[name]
+    for name in ("tunnel_type", "tunnel_port", "tunnel_checksum"):
+        if real.get(name) is not None:
+            out[name] = real[name]
+    return out

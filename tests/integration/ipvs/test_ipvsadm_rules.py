@@ -5,10 +5,11 @@ it in a fresh namespace gives the same table, thresholds included."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
+import sys
 
-from ..conftest import PROJECT, run
+from ..conftest import run
 from .conftest import ipvs_table
 
 # Made by ipvsadm-restore; the order is what ipvsadm-save prints.
@@ -31,12 +32,11 @@ TABLE = """\
 """
 
 
-def ipvsadm_rules(services: list) -> str:
-    """The filter, loaded from its file (no ansible_collections path here)."""
-    spec = importlib.util.spec_from_file_location("ipvsadm_rules", PROJECT / "plugins" / "filter" / "ipvsadm_rules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ipvsadm_rules(services)
+def ipvsadm_rules(services: list, collections_path) -> str:
+    """The filter, imported as Ansible does (it imports the collection's module_utils)."""
+    if str(collections_path) not in sys.path:
+        sys.path.insert(0, str(collections_path))
+    return importlib.import_module("ansible_collections.lvs.dr.plugins.filter.ipvsadm_rules").ipvsadm_rules(services)
 
 
 def restore(netns: str, text: str) -> None:
@@ -52,11 +52,11 @@ def thresholds(netns: str) -> str:
     return run("ip", "netns", "exec", netns, "ipvsadm", "-Ln", "--thresholds")
 
 
-def test_one_read_gives_ipvsadm_saves_lines_and_thresholds_and_restores_the_table(netns, run_module, tmp_path):
+def test_one_read_gives_ipvsadm_saves_lines_and_thresholds_and_restores_the_table(netns, run_module, collections_path):
     restore(netns, TABLE)
     info = run_module("ipvs_info", {}, netns=netns)
     assert info["rc"] == 0, info
-    text = ipvsadm_rules(info["services"])
+    text = ipvsadm_rules(info["services"], collections_path)
     assert text == TABLE
     # without -x/-y, each line is ipvsadm-save's
     saved = ipvs_table(netns)
