@@ -135,10 +135,11 @@ def protection(entries):
     return lambda service: any(matches(service, rule) for rule in rules)
 
 
-def plan_table(current, wanted, exact=False, protected=None):
-    """The changes that take CURRENT ({service key: (service, {real key: real})}) to WANTED, in
-    the order they must go (deletions of real servers, of services, then services, then real
-    servers); and the drains, the [(service, real)] to remove once they have no connections
+def plan_table(current, wanted, table_state="merged", protected=None):
+    """The changes that take CURRENT ({service key: (service, {real key: real})}) to WANTED under
+    ipvs_table's TABLE_STATE (replaced: also remove the listed services' unlisted real servers;
+    overridden: and the unlisted services, except PROTECTED ones), in the order they must go
+    (deletions of real servers, of services, then services, then real servers); and the drains, the [(service, real)] to remove once they have no connections
     (their weight goes to 0 among the changes)."""
     real_deletes, service_deletes, services, reals, drains = [], [], [], [], []
     listed = set()
@@ -167,10 +168,10 @@ def plan_table(current, wanted, exact=False, protected=None):
                 real_deletes.append(deletion(service, real_before))
             elif action:
                 reals.append(Change("real", action, service, real, real_before, real))
-        if exact and before:
+        if table_state in ("replaced", "overridden") and before:
             keep = {real_key(r) for r, _state in wanted_reals}
             real_deletes += [deletion(service, r) for k, r in current_reals.items() if k not in keep]
-    if exact:
+    if table_state == "overridden":
         service_deletes += [Change("service", "delete", s, None, s, None) for key, (s, _reals) in current.items() if key not in listed and not protected(s)]
     return real_deletes + service_deletes + services + reals, drains
 
@@ -193,7 +194,7 @@ class Outcome:
     seconds: dict
 
 
-def converge(module, table, wanted, exact=False, protected=None, drain_timeout=0, keys=None):
+def converge(module, table, wanted, table_state="merged", protected=None, drain_timeout=0, keys=None):
     """Take the kernel's table to WANTED (see plan_table; KEYS, the services to read the real
     servers of, None for all) and report it as an Outcome. A write refused because another run
     made the same change meanwhile (lost_race) is not an error: the table is read again and
@@ -202,7 +203,7 @@ def converge(module, table, wanted, exact=False, protected=None, drain_timeout=0
     started = time.perf_counter()
     current = table.read(keys)
     planned = time.perf_counter()
-    changes, drains = plan_table(current, wanted, exact, protected)
+    changes, drains = plan_table(current, wanted, table_state, protected)
     check_writable(module, current, wanted)
     applying = time.perf_counter()
     applied, report, races = [], [], 0
@@ -220,7 +221,7 @@ def converge(module, table, wanted, exact=False, protected=None, drain_timeout=0
                     fail_refused(module, applied, refused, results.count(None))
                 races += len(refused)
                 current = table.read(keys)
-                changes, drains = plan_table(current, wanted, exact, protected)
+                changes, drains = plan_table(current, wanted, table_state, protected)
             report = drain(module, table, drains, drain_timeout, applied)
         except NetlinkError as exc:  # no answer in the middle of the writes: some may be done
             module.fail_json(

@@ -9,14 +9,17 @@ module: ipvs_table
 short_description: Converge many IPVS virtual services and their real servers in one task
 version_added: 0.1.0
 description:
-  - Makes the kernel's IP Virtual Server (IPVS) table hold the listed virtual services with exactly the listed real
-    servers, in one task, for tables of any size (10,000 services with 5 real servers each, for example).
+  - Declares the kernel's IP Virtual Server (IPVS) table, the virtual services with their real servers, in one task and
+    for tables of any size (10,000 services with 5 real servers each, for example), in the convention of Ansible's network
+    resource modules - O(state) V(merged), V(replaced), V(overridden), V(deleted), V(gathered), V(rendered) or V(parsed).
   - Reads the whole table with one dump of the services and one of each service's real servers, compares it field by field
     with the list, and sends only the writes that differ (add, in-place set, delete), pipelined over one netlink socket.
     It never flushes the table, so connections to entries that stay are not disturbed. A second run sends nothing.
   - Each service takes the options of M(lvs.dr.ipvs_service), each real server those of M(lvs.dr.ipvs_real).
-  - With O(state=exact) it also removes services that are not listed (except O(protected) ones) and real servers that a
-    listed service does not list.
+  - The states that write return RV(before) and RV(after), the table in the shape of O(services), and RV(commands), the
+    writes in C(ipvsadm)'s words. V(gathered) returns the live table in that shape, so that
+    O(state=gathered) and then O(state=overridden) with what it returned takes a table built by hand under Ansible
+    without a write.
   - The whole list is checked before the first write; a bad entry fails the task with nothing changed.
   - The kernel has no transaction. The writes go in order (deletions of real servers, deletions of services, services,
     real servers); the first write the kernel refuses stops the run, and the failure lists what was applied and what was
@@ -24,18 +27,22 @@ description:
 author:
   - lvs.dr developers (!UNKNOWN)
 requirements:
-  - pyroute2 >= 0.9.5 on the managed host (it opens the netlink socket). Debian 12 ships 0.7.2; the P(lvs.dr.director#role) role
+  - pyroute2 >= 0.9.5 on the managed host (it opens the netlink socket), except for O(state=rendered) and O(state=parsed). Debian 12 ships 0.7.2; the P(lvs.dr.director#role) role
     installs a newer one in a virtualenv.
-  - A kernel with IPVS (C(ip_vs) and the schedulers' modules loaded or loadable).
+  - A kernel with IPVS (C(ip_vs) and the schedulers' modules loaded or loadable), except for O(state=rendered) and O(state=parsed).
 extends_documentation_fragment:
   - lvs.dr.attributes
 options:
   services:
     description:
       - The virtual services, each with its real servers. A service may be listed once.
+      - Required with O(state=merged), O(state=replaced), O(state=overridden) and O(state=rendered); refused with
+        O(state=gathered) and O(state=parsed).
+      - With O(state=deleted), only the identity of each service counts (O(services[].protocol), O(services[].address) and
+        O(services[].port), or O(services[].fwmark)); left out or empty, every service of the table is deleted except the
+        O(protected) ones.
     type: list
     elements: dict
-    required: true
     suboptions:
       protocol:
         description: The protocol of an address service; defaults to V(tcp).
@@ -81,13 +88,17 @@ options:
         type: bool
         default: false
       state:
-        description: V(present) makes the service exist as described; V(absent) removes it with its real servers.
+        description:
+          - V(present) makes the service exist as described; V(absent) removes it with its real servers, with every O(state)
+            that writes. O(state=rendered) leaves an absent service out; O(state=deleted) removes every listed service
+            whatever its O(services[].state).
         type: str
         choices: [present, absent]
         default: present
       reals:
         description:
-          - The service's real servers. With O(state=exact), real servers of this service that are not listed are removed.
+          - The service's real servers. With O(state=replaced) and O(state=overridden), real servers of this service that
+            are not listed are removed. Refused with O(state=deleted), which removes the whole service.
         type: list
         elements: dict
         default: []
@@ -132,21 +143,37 @@ options:
             description:
               - V(present) or V(absent), or V(drained) - weight 0 first, then removed once the kernel shows it has no
                 connections left (at most O(drain_timeout) seconds after the other writes), as M(lvs.dr.ipvs_real) does.
+                The same with every O(state) that writes; O(state=rendered) leaves absent and drained ones out (the end state).
             type: str
             choices: [present, absent, drained]
             default: present
   state:
     description:
-      - V(present) adds and changes the listed services and real servers and leaves everything else alone.
-      - V(exact) also removes every service that is not listed and not O(protected), and every real server of a listed
-        service that the service does not list. An empty O(services) with V(exact) is refused, as it would empty the table.
+      - V(merged) adds and changes the listed services and real servers, and leaves everything else alone.
+      - V(replaced) also removes the real servers of each listed service that the service does not list; services that
+        are not listed are left alone.
+      - V(overridden) makes the table exactly the list - also removes every service that is not listed and not
+        O(protected). An empty O(services) is refused, as it would empty the table (use V(deleted) for that).
+      - V(deleted) removes the listed services with their real servers; without O(services) (or with an empty list),
+        every service of the table except the O(protected) ones.
+      - V(gathered) reads the table and returns it as RV(gathered), in the shape of O(services); nothing is written.
+      - V(rendered) returns O(services) as C(ipvsadm-restore)'s text in RV(rendered), offline - no pyroute2, no IPVS and no
+        netlink socket needed.
+      - V(parsed) reads C(ipvsadm -Sn)'s text from O(running_config) and returns it as RV(parsed), in the shape of
+        O(services), offline.
     type: str
-    choices: [present, exact]
-    default: present
+    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
+    default: merged
+  running_config:
+    description:
+      - With O(state=parsed) (and only there, where it is required), the text to parse - the rules as C(ipvsadm -Sn) (or
+        C(ipvsadm-save -n)) prints them, one C(-A) line per service followed by C(-a) lines for its real servers; C(-x)
+        and C(-y) (thresholds, which C(ipvsadm-save) leaves out) are read too. Blank lines and C(#) comments are skipped.
+    type: str
   protected:
     description:
-      - With O(state=exact), services that are not removed although they are not listed (someone else owns them). A service
-        is protected when it matches every key an entry gives.
+      - With O(state=overridden), and O(state=deleted) without O(services), services that are not removed although they
+        are not listed (someone else owns them). A service is protected when it matches every key an entry gives.
     type: list
     elements: dict
     default: []
@@ -176,6 +203,11 @@ seealso:
   - module: lvs.dr.ipvs_info
 notes:
   - Options left out take their defaults, as with C(ipvsadm); the table is made exactly as described.
+  - RV(gathered), RV(parsed), RV(before) and RV(after) give each service its identity and scheduler, and each real server
+    its address, forwarding method and weight; other options only where they differ from their default. They are sorted
+    by service (firewall mark, family, protocol, address, port) and real server (address, port).
+  - C(ipvsadm -Sn) leaves the real servers' thresholds out, so O(state=parsed) of it gives thresholds 0; the director
+    role's saved rules (filter P(lvs.dr.ipvsadm_rules#filter)) and RV(rendered) keep them, as C(-x) and C(-y).
   - Measured figures (an 11,000-entry table converged within 1.5 times C(ipvsadm-restore)) are in the collection's
     docs/performance.md.
   - Two runs at once against one host (two playbooks, say) both succeed. When the kernel refuses a write because the
@@ -185,8 +217,9 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: The seed's table - one VIP, two real servers in DR mode, round robin
+- name: The seed's table - one VIP, two real servers in DR mode, round robin (other services left alone)
   lvs.dr.ipvs_table:
+    state: merged
     services:
       - protocol: tcp
         address: 172.25.8.100
@@ -196,12 +229,33 @@ EXAMPLES = r"""
           - address: 172.25.8.2
           - address: 172.25.8.3
 
-- name: Exactly these services; leave the ones of 10.99.0.0/16 (managed elsewhere) alone
+# A director built by hand: read its table once, keep it under version control (host_vars), then converge it.
+- name: Read the table a director was given by hand
   lvs.dr.ipvs_table:
-    state: exact
+    state: gathered
+  register: handmade
+
+- name: Show the services to paste into host_vars as lvs_services
+  ansible.builtin.debug:
+    var: handmade.gathered
+
+- name: From now on, exactly these services (the first run writes nothing); leave 10.99.0.0/16's (managed elsewhere) alone
+  lvs.dr.ipvs_table:
+    state: overridden
     protected:
       - address: 10.99.0.0/16
     services: "{{ lvs_services }}"
+
+- name: Give the HTTP service exactly these real servers; other services stay as they are
+  lvs.dr.ipvs_table:
+    state: replaced
+    services:
+      - address: 172.25.8.100
+        port: 80
+        scheduler: rr
+        reals:
+          - address: 172.25.8.3
+          - address: 172.25.8.4
 
 - name: Take a real server out without dropping a connection
   lvs.dr.ipvs_table:
@@ -214,17 +268,91 @@ EXAMPLES = r"""
             state: drained
           - address: 172.25.8.3
     drain_timeout: 600
+
+- name: Remove two services with their real servers (their identity is enough)
+  lvs.dr.ipvs_table:
+    state: deleted
+    services:
+      - address: 172.25.8.100
+        port: 443
+      - fwmark: 7
+
+- name: Empty the table except 10.99.0.0/16's services
+  lvs.dr.ipvs_table:
+    state: deleted
+    protected:
+      - address: 10.99.0.0/16
+
+- name: Write the wanted table as ipvsadm-restore's input, offline (no IPVS needed where it runs)
+  lvs.dr.ipvs_table:
+    state: rendered
+    services: "{{ lvs_services }}"
+  delegate_to: localhost
+  register: rules
+
+- name: Read a director's saved rules (ipvsadm -Sn) back as services, offline
+  lvs.dr.ipvs_table:
+    state: parsed
+    running_config: "{{ lookup('ansible.builtin.file', 'director1-ipvsadm.rules') }}"
+  delegate_to: localhost
+  register: saved
 """
 
 RETURN = r"""
+before:
+  description:
+    - The table as this run found it, in the shape of O(services) (options at their default left out, see the notes).
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
+  type: list
+  elements: dict
+  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr,
+            reals: [{address: 172.25.8.2, forwarding_method: dr, weight: 1}]}]
+after:
+  description:
+    - The table after this run's writes (in check mode, after the writes it would make), in the shape of O(services).
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
+  type: list
+  elements: dict
+  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr,
+            reals: [{address: 172.25.8.2, forwarding_method: dr, weight: 1}, {address: 172.25.8.3, forwarding_method: dr, weight: 2}]}]
+commands:
+  description:
+    - The writes this run made (in check mode, would make), in order, each as the C(ipvsadm) command that does the same -
+      C(-A)/C(-E)/C(-D) for services, C(-a)/C(-e)/C(-d) for real servers. Empty when nothing is to do.
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
+  type: list
+  elements: str
+  sample: ["-A -t 172.25.8.100:80 -s rr", "-a -t 172.25.8.100:80 -r 172.25.8.2:80 -g -w 1", "-e -t 172.25.8.100:80 -r 172.25.8.3:80 -g -w 2"]
+gathered:
+  description: The kernel's table, in the shape of O(services) - give it back as O(services) and nothing changes.
+  returned: when O(state=gathered)
+  type: list
+  elements: dict
+  sample: [{fwmark: 7, family: ipv6, scheduler: sh, scheduler_flags: [sh-port],
+            reals: [{address: "2001:db8::2", forwarding_method: dr, weight: 1, upper_threshold: 100}]}]
+rendered:
+  description:
+    - O(services) as C(ipvsadm-restore)'s input, one line each, each ending in a newline; sorted as RV(gathered), with the
+      thresholds as C(-x) and C(-y); the same text as the director role's saved rules for that table.
+  returned: when O(state=rendered)
+  type: str
+  sample: "-A -t 172.25.8.100:80 -s rr\n-a -t 172.25.8.100:80 -r 172.25.8.2:80 -g -w 1\n"
+parsed:
+  description: O(running_config) in the shape of O(services).
+  returned: when O(state=parsed)
+  type: list
+  elements: dict
+  sample: [{protocol: udp, address: 172.25.8.100, port: 53, scheduler: rr, reals: [{address: 172.25.8.2, port: 5353, forwarding_method: nat, weight: 1}]}]
 summary:
   description: How many writes of each kind the run made (or would make in check mode).
-  returned: always
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: dict
   sample: {services: {add: 0, set: 0, delete: 0}, reals: {add: 1, set: 1, delete: 0}}
 changes:
-  description: Each write, in the order sent - the action, the service, the real server (for real server writes) and the fields that differed.
-  returned: always
+  description:
+    - Each write, as in RV(commands) - the action, the service, the real server (for real server writes) and the fields
+      that differed.
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: list
   elements: dict
   sample:
@@ -256,95 +384,37 @@ metrics:
       the process started (Python's and Ansible's start-up included, to 10 ms); netlink requests (dumps and writes) and writes the kernel carried out;
       the process's peak memory in KiB; the entries in the wanted table; C(lost_races), writes refused because another
       run had made the same change first (see the notes).
-  returned: always
+  returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: dict
   sample: {read_seconds: 0.41, plan_seconds: 0.05, apply_seconds: 0.0, total_seconds: 0.9, netlink_requests: 1001,
            netlink_writes: 0, lost_races: 0, peak_rss_kib: 48212, entries: 11000}
 """
 
-import os
-import resource
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, open_table, protection, wanted_table
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
-    DRAIN_TIMEOUT,
-    PROTECTED,
-    REAL,
-    SERVICE,
-    IPVSInputError,
-    argument_spec,
-    check_range,
-    identity_spec,
-)
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_resource import REQUIRED_IF, STATES, run_state
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import DRAIN_TIMEOUT, PROTECTED, REAL, SERVICE, argument_spec, identity_spec
 
 
 def module_spec():
     identity = identity_spec()
     service = dict(identity.pop("argument_spec"), **argument_spec(SERVICE), reals=dict(type="list", elements="dict", default=[], options=argument_spec(REAL)))
     return dict(
-        services=dict(type="list", elements="dict", required=True, options=service, **identity),
-        state=dict(type="str", choices=["present", "exact"], default="present"),
+        services=dict(type="list", elements="dict", options=service, **identity),
+        state=dict(type="str", choices=STATES, default="merged"),
+        running_config=dict(type="str"),
         protected=dict(type="list", elements="dict", default=[], options=argument_spec(PROTECTED)),
         drain_timeout=argument_spec({"drain_timeout": DRAIN_TIMEOUT})["drain_timeout"],
     )
 
 
-def seconds_since_exec():
-    """How long this process has run: Python's and Ansible's start-up, the imports and the work."""
-    with open("/proc/self/stat") as stat:
-        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
 def main():
-    module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
-    params = module.params
-    try:
-        wanted = wanted_table(params["services"])
-        check_range("drain_timeout", params["drain_timeout"], DRAIN_TIMEOUT)
-        if params["state"] == "exact" and not wanted:
-            raise IPVSInputError(
-                "services: empty, and state=exact would delete every service in the table (did a variable come out empty?); "
-                "to empty the table on purpose, list each service with state: absent"
-            )
-        if params["protected"] and params["state"] != "exact":
-            raise IPVSInputError("protected: only state=exact removes services, so protected needs state: exact")
-        protected = protection(params["protected"])
-    except IPVSInputError as exc:
-        module.fail_json(msg=str(exc))
-
-    with open_table(module) as table:
-        outcome = converge(module, table, wanted, params["state"] == "exact", protected, params["drain_timeout"])
-        requests, writes = table.requests, table.writes
-    summary = {what: {a: 0 for a in ("add", "set", "delete")} for what in ("services", "reals")}
-    before, after = {}, {}
-    for change in outcome.changes:
-        summary[f"{change.what}s"][change.action] += 1
-        if change.before:
-            before.setdefault(change.label, change.before)
-        after[change.label] = change.after  # the last write to an entry says where it ends
-    result = dict(
-        changed=bool(outcome.changes),
-        summary=summary,
-        changes=[c.describe() for c in outcome.changes],
-        metrics={
-            **{f"{k}_seconds": round(v, 3) for k, v in outcome.seconds.items()},
-            "total_seconds": round(seconds_since_exec(), 2),
-            "netlink_requests": requests,
-            "netlink_writes": writes,
-            "lost_races": outcome.races,
-            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "entries": sum(1 + len(reals) for _s, _state, reals in wanted),
-        },
+    module = AnsibleModule(
+        argument_spec=module_spec(),
+        required_if=[("state", state, [option]) for state, option in REQUIRED_IF],
+        supports_check_mode=True,
     )
-    if outcome.drained:
-        result["drained"] = outcome.drained
-    if module._diff:
-        result["diff"] = {"before": before, "after": {k: v for k, v in after.items() if v}}
-    module.exit_json(**result)
+    module.exit_json(**run_state(module))
 
 
 if __name__ == "__main__":

@@ -97,18 +97,25 @@ TABLE_CASES = [
     ({"services": [{**SERVICE, "scheduler": "twos"}]}, f"tcp {VIP}:80: the kernel could not load the scheduler or persistence engine"),
     ({"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "state": "gone"}]}]}, "value of state must be one of: present, absent, drained"),
     ({"services": [{**SERVICE, "reals": [{"weight": 3}]}]}, "missing required arguments: address found in services -> reals"),
-    ({"services": TABLE, "state": "mirror"}, "value of state must be one of: present, exact, got: mirror"),
-    ({"services": [], "state": "exact"}, "services: empty, and state=exact would delete every service in the table"),
+    # the names before the resource-module states are gone, not aliases
+    ({"services": TABLE, "state": "exact"}, "value of state must be one of: merged, replaced, overridden, deleted, gathered, rendered, parsed, got: exact"),
+    ({"services": [], "state": "overridden"}, "services: empty, and state=overridden would delete every service in the table"),
+    ({"state": "merged"}, "state is merged but all of the following are missing: services"),
+    ({"services": TABLE, "state": "gathered"}, "services: state=gathered reads the kernel's table and takes no services; leave services out"),
+    ({"state": "parsed"}, "state is parsed but all of the following are missing: running_config"),
+    ({"services": TABLE, "running_config": SEEDED}, "running_config: only state=parsed reads it, not state=merged; leave running_config out"),
+    ({"state": "parsed", "running_config": "-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1"}, "running_config: line 2 (-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1): -w -1: not a number"),
+    ({"state": "deleted", "services": TABLE}, "services[0].reals: state=deleted removes each listed service with all its real servers; leave reals out"),
     ({"services": TABLE, "drain_timeout": -1}, "drain_timeout: -1 is out of range; use 0"),
-    # With exact the unlisted services 81 and fwmark 7 would go first, then the kernel's ERANGE: issue 13, 3.
+    # With overridden the unlisted services 81 and fwmark 7 would go first, then the kernel's ERANGE: issue 13, 3.
     (
-        {"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "lower_threshold": 5}]}], "state": "exact"},
+        {"services": [{**SERVICE, "reals": [{"address": "198.51.100.2", "lower_threshold": 5}]}], "state": "overridden"},
         f"services[0] (tcp {VIP}:80).reals[0]: lower_threshold: 5 is above upper_threshold 0",
     ),
-    ({"services": TABLE, "protected": [{"address": "10.0.0.0/8"}]}, "protected: only state=exact removes services, so protected needs state: exact"),
-    ({"services": TABLE, "state": "exact", "protected": [{"address": "10.0.0.0/33"}]}, "protected[0].address: '10.0.0.0/33' is not an address or a network"),
-    ({"services": TABLE, "state": "exact", "protected": [{}]}, "protected[0]: empty; give address, port, protocol or fwmark"),
-    ({"services": TABLE, "state": "exact", "protected": [{"fwmark": 7, "port": 80}]}, "protected[0]: fwmark names a firewall-mark service"),
+    ({"services": TABLE, "protected": [{"address": "10.0.0.0/8"}]}, "protected: only state=overridden and state=deleted remove services that are not listed"),
+    ({"services": TABLE, "state": "overridden", "protected": [{"address": "10.0.0.0/33"}]}, "protected[0].address: '10.0.0.0/33' is not an address or a network"),
+    ({"state": "deleted", "protected": [{}]}, "protected[0]: empty; give address, port, protocol or fwmark"),
+    ({"services": TABLE, "state": "overridden", "protected": [{"fwmark": 7, "port": 80}]}, "protected[0]: fwmark names a firewall-mark service"),
 ]
 
 # ipvs_info takes no options: anything given is refused, and it names what is supported (nothing).

@@ -58,8 +58,8 @@ def kernel(spec):
     return out
 
 
-def plan(current, wanted, exact=False, protected=()):
-    changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), exact, ipvs_table.protection(list(protected)))
+def plan(current, wanted, state="merged", protected=()):
+    changes, drains = ipvs_table.plan_table(kernel(current), ipvs_table.wanted_table(services(wanted)), state, ipvs_table.protection(list(protected)))
     return [(c.action, c.service["port"], c.real["address"] if c.real else None, c.fields) for c in changes], [(s["port"], r["address"]) for s, r in drains]
 
 
@@ -91,7 +91,7 @@ def test_one_weight_is_one_set():
 def test_order_is_real_deletes_service_deletes_services_then_reals():
     current = {80: [(1, 1), (2, 1)], 81: [(1, 1)]}
     wanted = {80: [(1, 1), (3, 1)], 82: [(1, 1)]}
-    assert plan(current, wanted, exact=True)[0] == [
+    assert plan(current, wanted, "overridden")[0] == [
         ("delete", 80, "10.0.1.2", sorted(REAL_FIELDS)),
         ("delete", 81, None, sorted(SERVICE_FIELDS)),
         ("add", 82, None, sorted(SERVICE_FIELDS)),
@@ -100,13 +100,22 @@ def test_order_is_real_deletes_service_deletes_services_then_reals():
     ]
 
 
-def test_present_leaves_unlisted_entries_alone():
-    assert plan({80: [(1, 1), (2, 1)], 81: [(1, 1)]}, {80: [(1, 1)]}) == ([], [])
+@pytest.mark.parametrize(
+    ("state", "deletes"),
+    [
+        ("merged", []),  # unlisted entries are left alone
+        ("replaced", [("delete", 80, "10.0.1.2")]),  # a listed service's unlisted real server goes, not service 81
+        ("overridden", [("delete", 80, "10.0.1.2"), ("delete", 81, None)]),
+    ],
+)
+def test_what_each_state_removes(state, deletes):
+    changes, _drains = plan({80: [(1, 1), (2, 1)], 81: [(1, 1)]}, {80: [(1, 1)]}, state)
+    assert [c[:3] for c in changes] == deletes
 
 
-def test_protected_services_survive_exact():
+def test_protected_services_survive_overridden():
     current = {80: [(1, 1)], 443: [(1, 1)], 8080: [(1, 1)]}
-    changes, _drains = plan(current, {80: [(1, 1)]}, exact=True, protected=[{"address": "10.0.0.0/24", "port": 443}])
+    changes, _drains = plan(current, {80: [(1, 1)]}, "overridden", protected=[{"address": "10.0.0.0/24", "port": 443}])
     assert changes == [("delete", 8080, None, sorted(SERVICE_FIELDS))]
 
 
@@ -143,7 +152,7 @@ def test_gue_and_gre_are_refused_on_kernels_before_5_3(monkeypatch):
 def test_absent_service_is_one_delete_whatever_its_reals():
     wanted = services({80: [(1, 1)]})
     wanted[0]["state"] = "absent"
-    changes, _drains = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), False, ipvs_table.protection([]))
+    changes, _drains = ipvs_table.plan_table(kernel({80: [(1, 1), (2, 1)]}), ipvs_table.wanted_table(wanted), "merged", ipvs_table.protection([]))
     assert [(c.what, c.action) for c in changes] == [("service", "delete")]
 
 
