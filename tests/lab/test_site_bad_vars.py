@@ -30,7 +30,7 @@ DIRECTOR = [
         "director_services: VIP 172.25.8.100; ip link set eth0 down is not on a subnet of eth0",
     ),
     ({"director_vip_interface": "nosuch0"}, "director_vip_interface: there is no interface nosuch0 on this host; use one of"),
-    ({"director_table_state": "mirror"}, "value of director_table_state must be one of: present, exact, got: mirror"),
+    ({"director_table_state": "mirror"}, "value of director_table_state must be one of: merged, replaced, overridden, got: mirror"),
     ({"director_default_scheduler": "roundrobin"}, "value of director_default_scheduler must be one of: rr, wrr"),
     ({"director_services": [{**SERVICE, "scheduler": "rr; reboot", "reals": REALS}]}, "value of scheduler must be one of: rr, wrr"),
     ({"director_pyroute2_source": "wheel"}, "director_pyroute2_wheel is empty; director_pyroute2_source=wheel needs the path"),
