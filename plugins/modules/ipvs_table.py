@@ -9,17 +9,15 @@ module: ipvs_table
 short_description: Converge many IPVS virtual services and their real servers in one task
 version_added: 0.1.0
 description:
-  - Declares the kernel's IP Virtual Server (IPVS) table, the virtual services with their real servers, in one task and
-    for tables of any size (10,000 services with 5 real servers each, for example), in the convention of Ansible's network
-    resource modules - O(state) V(merged), V(replaced), V(overridden), V(deleted), V(gathered), V(rendered) or V(parsed).
+  - Declares the kernel's IP Virtual Server (IPVS) table, virtual services (the options of M(lvs.dr.ipvs_service)) with
+    their real servers (those of M(lvs.dr.ipvs_real)), in one task for tables of any size (10,000 services with 5 real
+    servers each, say), in the convention of Ansible's network resource modules (O(state)).
   - Reads the whole table with one dump of the services and one of each service's real servers, compares it field by field
     with the list, and sends only the writes that differ (add, in-place set, delete), pipelined over one netlink socket.
     It never flushes the table, so connections to entries that stay are not disturbed. A second run sends nothing.
-  - Each service takes the options of M(lvs.dr.ipvs_service), each real server those of M(lvs.dr.ipvs_real).
   - The states that write return RV(before) and RV(after), the table in the shape of O(services), and RV(commands), the
-    writes in C(ipvsadm)'s words. V(gathered) returns the live table in that shape, so that
-    O(state=gathered) and then O(state=overridden) with what it returned takes a table built by hand under Ansible
-    without a write.
+    writes in C(ipvsadm)'s words. O(state=gathered), then O(state=overridden) with what it returned, takes a table built
+    by hand under Ansible without a write.
   - The whole list is checked before the first write; a bad entry fails the task with nothing changed.
   - The kernel has no transaction. The writes go in order (deletions of real servers, deletions of services, services,
     real servers); the first write the kernel refuses stops the run, and the failure lists what was applied and what was
@@ -27,9 +25,9 @@ description:
 author:
   - lvs.dr developers (!UNKNOWN)
 requirements:
-  - pyroute2 >= 0.9.5 on the managed host (it opens the netlink socket), except for O(state=rendered) and O(state=parsed). Debian 12 ships 0.7.2; the P(lvs.dr.director#role) role
-    installs a newer one in a virtualenv.
-  - A kernel with IPVS (C(ip_vs) and the schedulers' modules loaded or loadable), except for O(state=rendered) and O(state=parsed).
+  - Except for O(state=rendered) and O(state=parsed) - pyroute2 >= 0.9.5 on the managed host (it opens the netlink
+    socket; Debian 12 ships 0.7.2, the P(lvs.dr.director#role) role installs a newer one in a virtualenv), and a kernel
+    with IPVS (C(ip_vs) and the schedulers' modules loaded or loadable).
 extends_documentation_fragment:
   - lvs.dr.attributes
 options:
@@ -230,20 +228,15 @@ EXAMPLES = r"""
           - address: 172.25.8.3
 
 # A director built by hand: read its table once, keep it under version control (host_vars), then converge it.
-- name: Read the table a director was given by hand
+- name: Read the table a director was given by hand (handmade.gathered is what lvs_services below takes)
   lvs.dr.ipvs_table:
     state: gathered
   register: handmade
 
-- name: Show the services to paste into host_vars as lvs_services
-  ansible.builtin.debug:
-    var: handmade.gathered
-
 - name: From now on, exactly these services (the first run writes nothing); leave 10.99.0.0/16's (managed elsewhere) alone
   lvs.dr.ipvs_table:
     state: overridden
-    protected:
-      - address: 10.99.0.0/16
+    protected: [{address: 10.99.0.0/16}]
     services: "{{ lvs_services }}"
 
 - name: Give the HTTP service exactly these real servers; other services stay as they are
@@ -253,9 +246,7 @@ EXAMPLES = r"""
       - address: 172.25.8.100
         port: 80
         scheduler: rr
-        reals:
-          - address: 172.25.8.3
-          - address: 172.25.8.4
+        reals: [{address: 172.25.8.3}, {address: 172.25.8.4}]
 
 - name: Take a real server out without dropping a connection
   lvs.dr.ipvs_table:
@@ -272,16 +263,12 @@ EXAMPLES = r"""
 - name: Remove two services with their real servers (their identity is enough)
   lvs.dr.ipvs_table:
     state: deleted
-    services:
-      - address: 172.25.8.100
-        port: 443
-      - fwmark: 7
+    services: [{address: 172.25.8.100, port: 443}, {fwmark: 7}]
 
 - name: Empty the table except 10.99.0.0/16's services
   lvs.dr.ipvs_table:
     state: deleted
-    protected:
-      - address: 10.99.0.0/16
+    protected: [{address: 10.99.0.0/16}]
 
 - name: Write the wanted table as ipvsadm-restore's input, offline (no IPVS needed where it runs)
   lvs.dr.ipvs_table:
@@ -300,21 +287,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description:
-    - The table as this run found it, in the shape of O(services) (options at their default left out, see the notes).
+  description: The table as this run found it, in the shape of O(services) (options at their default left out, see the notes).
   returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: list
   elements: dict
-  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr,
-            reals: [{address: 172.25.8.2, forwarding_method: dr, weight: 1}]}]
+  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr, reals: [{address: 172.25.8.2, forwarding_method: dr, weight: 1}]}]
 after:
-  description:
-    - The table after this run's writes (in check mode, after the writes it would make), in the shape of O(services).
+  description: The table after this run's writes (in check mode, those it would make), in the shape of O(services).
   returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: list
   elements: dict
-  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr,
-            reals: [{address: 172.25.8.2, forwarding_method: dr, weight: 1}, {address: 172.25.8.3, forwarding_method: dr, weight: 2}]}]
+  sample: [{protocol: tcp, address: 172.25.8.100, port: 80, scheduler: rr, reals: [{address: 172.25.8.3, forwarding_method: dr, weight: 2}]}]
 commands:
   description:
     - The writes this run made (in check mode, would make), in order, each as the C(ipvsadm) command that does the same -
@@ -328,8 +311,7 @@ gathered:
   returned: when O(state=gathered)
   type: list
   elements: dict
-  sample: [{fwmark: 7, family: ipv6, scheduler: sh, scheduler_flags: [sh-port],
-            reals: [{address: "2001:db8::2", forwarding_method: dr, weight: 1, upper_threshold: 100}]}]
+  sample: [{fwmark: 7, family: ipv6, scheduler: sh, scheduler_flags: [sh-port], reals: [{address: "2001:db8::2", forwarding_method: dr, weight: 1}]}]
 rendered:
   description:
     - O(services) as C(ipvsadm-restore)'s input, one line each, each ending in a newline; sorted as RV(gathered), with the
@@ -349,14 +331,11 @@ summary:
   type: dict
   sample: {services: {add: 0, set: 0, delete: 0}, reals: {add: 1, set: 1, delete: 0}}
 changes:
-  description:
-    - Each write, as in RV(commands) - the action, the service, the real server (for real server writes) and the fields
-      that differed.
+  description: Each write, as in RV(commands) - the action, the service, the real server (or null) and the fields that differed.
   returned: when O(state) is V(merged), V(replaced), V(overridden) or V(deleted)
   type: list
   elements: dict
-  sample:
-    - {action: set, service: tcp 172.25.8.100:80, real: "172.25.8.2:80", fields: [weight]}
+  sample: [{action: set, service: tcp 172.25.8.100:80, real: "172.25.8.2:80", fields: [weight]}]
 drained:
   description:
     - The real servers drained - whether this run removed them (false when another run removed one during the wait), how
@@ -409,11 +388,8 @@ def module_spec():
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=module_spec(),
-        required_if=[("state", state, [option]) for state, option in REQUIRED_IF],
-        supports_check_mode=True,
-    )
+    required_if = [("state", state, [option]) for state, option in REQUIRED_IF]
+    module = AnsibleModule(argument_spec=module_spec(), required_if=required_if, supports_check_mode=True)
     module.exit_json(**run_state(module))
 
 
