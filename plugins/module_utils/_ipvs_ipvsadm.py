@@ -33,7 +33,14 @@ PROTOCOL_OPTIONS = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132}
 # The kernel's local and bypass methods: ipvsadm-save prints them as -g.
 METHOD_OPTIONS = {"dr": "-g", "local": "-g", "bypass": "-g", "tunnel": "-i", "nat": "-m"}
-COMMANDS = {("service", "add"): "-A", ("service", "set"): "-E", ("service", "delete"): "-D", ("real", "add"): "-a", ("real", "set"): "-e", ("real", "delete"): "-d"}
+COMMANDS = {
+    ("service", "add"): "-A",
+    ("service", "set"): "-E",
+    ("service", "delete"): "-D",
+    ("real", "add"): "-a",
+    ("real", "set"): "-e",
+    ("real", "delete"): "-d",
+}
 
 
 # --- render ------------------------------------------------------------------------------------

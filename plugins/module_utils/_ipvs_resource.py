@@ -32,7 +32,9 @@ def check_options(params):
     state, services = params["state"], params["services"]
     if state in ("gathered", "parsed") and services is not None:
         source = "the kernel's table" if state == "gathered" else "running_config"
-        raise IPVSInputError(f"services: state={state} reads {source} and takes no services; leave services out, or use merged, replaced or overridden to change the table")
+        raise IPVSInputError(
+            f"services: state={state} reads {source} and takes no services; leave services out, or use merged, replaced or overridden to change the table"
+        )
     if state != "parsed" and params["running_config"] is not None:
         raise IPVSInputError(f"running_config: only state=parsed reads it, not state={state}; leave running_config out, or set state: parsed")
     if state == "overridden" and not services:
@@ -41,7 +43,9 @@ def check_options(params):
             "to empty the table on purpose, use state: deleted without services"
         )
     if params["protected"] and state not in ("overridden", "deleted"):
-        raise IPVSInputError(f"protected: only state=overridden and state=deleted remove services that are not listed, so protected needs one of them, not {state}")
+        raise IPVSInputError(
+            f"protected: only state=overridden and state=deleted remove services that are not listed, so protected needs one of them, not {state}"
+        )
     for i, service in enumerate((services or []) if state == "deleted" else []):
         if service["reals"]:
             raise IPVSInputError(

@@ -264,7 +264,11 @@ def service_options(service):
     and scheduler, and each other option only where it differs from its default (ipvsadm-save
     prints a service so too). want_service of them gives SERVICE back."""
     family = service["family"]
-    out = {"fwmark": service["fwmark"]} if service["fwmark"] is not None else {"protocol": service["protocol"], "address": service["address"], "port": service["port"]}
+    out = (
+        {"fwmark": service["fwmark"]}
+        if service["fwmark"] is not None
+        else {"protocol": service["protocol"], "address": service["address"], "port": service["port"]}
+    )
     if service["fwmark"] is not None and family != "ipv4":
         out["family"] = family
     out["scheduler"] = service["scheduler"]

@@ -91,14 +91,22 @@ def test_missing_pyroute2_names_it_and_the_minimum(run_module, netns, python_wit
 def test_rendered_and_parsed_need_neither_pyroute2_nor_ipvs(run_module, netns, no_ipvs, python_without_pyroute2):
     # ipvs_table's offline states, where both are missing: the text of the table, and back.
     python, site = python_without_pyroute2
-    services = [{**SERVICE, "scheduler": "rr", "persistent_timeout": 60, "reals": [{**REAL, "upper_threshold": 9}]}, {"fwmark": 7, "family": "ipv6", "reals": []}]
+    services = [
+        {**SERVICE, "scheduler": "rr", "persistent_timeout": 60, "reals": [{**REAL, "upper_threshold": 9}]},
+        {"fwmark": 7, "family": "ipv6", "reals": []},
+    ]
     rendered = run_module("ipvs_table", {"state": "rendered", "services": services}, netns=netns, python=python, pythonpath=[site])
     text = "-A -t 198.51.100.10:80 -s rr -p 60\n-a -t 198.51.100.10:80 -r 198.51.100.11:80 -g -w 1 -x 9 -y 0\n-A -f 7 -6 -s wlc\n"
     assert rendered["rc"] == 0 and rendered["rendered"] == text, rendered
     parsed = run_module("ipvs_table", {"state": "parsed", "running_config": text}, netns=netns, python=python, pythonpath=[site])
     assert parsed["rc"] == 0, parsed
     assert parsed["parsed"] == [
-        {**SERVICE, "scheduler": "rr", "persistent_timeout": 60, "reals": [{"address": REAL["address"], "forwarding_method": "dr", "weight": 1, "upper_threshold": 9}]},
+        {
+            **SERVICE,
+            "scheduler": "rr",
+            "persistent_timeout": 60,
+            "reals": [{"address": REAL["address"], "forwarding_method": "dr", "weight": 1, "upper_threshold": 9}],
+        },
         {"fwmark": 7, "family": "ipv6", "scheduler": "wlc", "reals": []},
     ]
     assert_untouched(rendered)

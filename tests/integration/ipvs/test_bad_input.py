@@ -104,7 +104,10 @@ TABLE_CASES = [
     ({"services": TABLE, "state": "gathered"}, "services: state=gathered reads the kernel's table and takes no services; leave services out"),
     ({"state": "parsed"}, "state is parsed but all of the following are missing: running_config"),
     ({"services": TABLE, "running_config": SEEDED}, "running_config: only state=parsed reads it, not state=merged; leave running_config out"),
-    ({"state": "parsed", "running_config": "-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1"}, "running_config: line 2 (-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1): -w -1: not a number"),
+    (
+        {"state": "parsed", "running_config": "-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1"},
+        "running_config: line 2 (-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1): -w -1: not a number",
+    ),
     ({"state": "deleted", "services": TABLE}, "services[0].reals: state=deleted removes each listed service with all its real servers; leave reals out"),
     ({"services": TABLE, "drain_timeout": -1}, "drain_timeout: -1 is out of range; use 0"),
     # With overridden the unlisted services 81 and fwmark 7 would go first, then the kernel's ERANGE: issue 13, 3.
@@ -113,7 +116,10 @@ TABLE_CASES = [
         f"services[0] (tcp {VIP}:80).reals[0]: lower_threshold: 5 is above upper_threshold 0",
     ),
     ({"services": TABLE, "protected": [{"address": "10.0.0.0/8"}]}, "protected: only state=overridden and state=deleted remove services that are not listed"),
-    ({"services": TABLE, "state": "overridden", "protected": [{"address": "10.0.0.0/33"}]}, "protected[0].address: '10.0.0.0/33' is not an address or a network"),
+    (
+        {"services": TABLE, "state": "overridden", "protected": [{"address": "10.0.0.0/33"}]},
+        "protected[0].address: '10.0.0.0/33' is not an address or a network",
+    ),
     ({"state": "deleted", "protected": [{}]}, "protected[0]: empty; give address, port, protocol or fwmark"),
     ({"services": TABLE, "state": "overridden", "protected": [{"fwmark": 7, "port": 80}]}, "protected[0]: fwmark names a firewall-mark service"),
 ]

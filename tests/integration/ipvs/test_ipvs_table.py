@@ -45,7 +45,10 @@ def ipvsadm(netns, *argv):
 
 
 def test_converge_from_empty_then_nothing_to_do(netns, run_module):
+    check = run_module("ipvs_table", {"services": services()}, netns=netns, check=True, diff=True)
+    assert check["changed"] and ipvs_table(netns) == "" and len(check["diff"]["after"]) == 12, check
     first = run_module("ipvs_table", {"services": services()}, netns=netns)
+    assert first["commands"] == check["commands"] and first["after"] == check["after"]
     assert first["changed"] and first["summary"] == {"services": {"add": 3, "set": 0, "delete": 0}, "reals": {"add": 9, "set": 0, "delete": 0}}, first
     assert saved(netns) == expected()
     # the commands are ipvsadm's own words for the table it now holds; before and after in the input's shape
@@ -110,8 +113,11 @@ def test_merged_leaves_unlisted_entries_alone_and_replaced_only_the_listed_servi
     assert not result["changed"]
     assert saved(netns) == expected()
     # replaced: service 80 gets exactly its one listed real server; services 81 and 82 are not listed, so they stay
+    check = run_module("ipvs_table", {"services": services(count=1, reals=1), "state": "replaced"}, netns=netns, check=True)
+    assert check["changed"] and saved(netns) == expected()
     result = run_module("ipvs_table", {"services": services(count=1, reals=1), "state": "replaced"}, netns=netns, diff=True)
     assert sorted(result["commands"]) == [f"-d -t {VIP}:80 -r 198.51.100.2:80", f"-d -t {VIP}:80 -r 198.51.100.3:80"], result
+    assert result["commands"] == check["commands"] and result["after"] == check["after"]
     assert sorted(result["diff"]["before"]) == [f"tcp {VIP}:80 -> 198.51.100.{n}:80" for n in (2, 3)] and result["diff"]["after"] == {}
     assert saved(netns) == sorted(line for line in expected() if not line.startswith((f"-a -t {VIP}:80 -r 198.51.100.2", f"-a -t {VIP}:80 -r 198.51.100.3")))
     assert result["after"][0]["reals"] == [{"address": "198.51.100.1", "forwarding_method": "dr", "weight": 1}]

@@ -70,7 +70,9 @@ CASES = [
             "port": 9,
             "scheduler": "mh",
             "scheduler_flags": ["mh-port"],
-            "reals": [{"address": "10.9.0.3", "forwarding_method": "tunnel", "weight": 2, "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"}],
+            "reals": [
+                {"address": "10.9.0.3", "forwarding_method": "tunnel", "weight": 2, "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"}
+            ],
         },
     ),
     (
@@ -109,11 +111,20 @@ def test_parse_sorts_skips_comments_and_takes_reals_after_their_service():
         ("-A -t 10.9.0.1:80 -s rr --frobnicate", "--frobnicate: not an option of ipvsadm-save's rules"),
         ("-A -t 10.9.0.1:80 -s", "-s: a value must follow"),
         ("-A -s rr", "-A: no service (-t, -u, --sctp-service ADDRESS:PORT or -f MARK)"),
-        ("-a -t 10.9.0.1:80 -r 10.9.0.2:80 -g -w 1", "line 1 (-a -t 10.9.0.1:80 -r 10.9.0.2:80 -g -w 1): a real server of a service that no -A line before it adds"),
+        (
+            "-a -t 10.9.0.1:80 -r 10.9.0.2:80 -g -w 1",
+            "line 1 (-a -t 10.9.0.1:80 -r 10.9.0.2:80 -g -w 1): a real server of a service that no -A line before it adds",
+        ),
         ("-A -t 10.9.0.1:80 -s rr\n-a -t 10.9.0.1:80 -g -w 1", "line 2 (-a -t 10.9.0.1:80 -g -w 1): -a: no real server (-r ADDRESS:PORT)"),
         ("-A -t 10.9.0.1:80 -s rr\n-A -t 10.9.0.1:80 -s wlc", "line 2 (-A -t 10.9.0.1:80 -s wlc): the service is added twice"),
-        ("-A -t 10.9.0.1:80 -s rr\n-a -t 10.9.0.1:80 -r 10.9.0.2:8080 -g -w 1", "line 2 (-a -t 10.9.0.1:80 -r 10.9.0.2:8080 -g -w 1): port: dr forwarding does no port"),
-        ("-A -t 10.9.0.1:80 -s rr -p 60 -M 255.0.255.0", "line 1 (-A -t 10.9.0.1:80 -s rr -p 60 -M 255.0.255.0): persistent_netmask: '255.0.255.0' is not valid"),
+        (
+            "-A -t 10.9.0.1:80 -s rr\n-a -t 10.9.0.1:80 -r 10.9.0.2:8080 -g -w 1",
+            "line 2 (-a -t 10.9.0.1:80 -r 10.9.0.2:8080 -g -w 1): port: dr forwarding does no port",
+        ),
+        (
+            "-A -t 10.9.0.1:80 -s rr -p 60 -M 255.0.255.0",
+            "line 1 (-A -t 10.9.0.1:80 -s rr -p 60 -M 255.0.255.0): persistent_netmask: '255.0.255.0' is not valid",
+        ),
     ],
 )
 def test_a_line_that_does_not_parse_is_named(text, message):
