@@ -72,8 +72,7 @@ def shipped_markdown() -> list[str]:
     ignore = yaml.safe_load((PROJECT / "galaxy.yml").read_text())["build_ignore"]
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.md"], cwd=PROJECT, capture_output=True, text=True, check=True)
     names = [n for n in listed.stdout.split() if (PROJECT / n).exists()]
-    parents = lambda name: [str(p) for p in Path(name).parents if str(p) != "."] + [name]  # noqa: E731
-    return sorted(n for n in names if not any(fnmatch.fnmatch(p, pat) for p in parents(n) for pat in ignore))
+    return sorted(n for n in names if not any(fnmatch.fnmatch(p, pat) for p in [*map(str, Path(n).parents), n] for pat in ignore))
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
