@@ -78,7 +78,7 @@ def play(netns, tmp_path):
             json.loads(result)["cmd"]
             for task in proc.stdout.split("\nTASK [")
             if task.startswith("lvs.dr.") and ": Write the differing values to the kernel]" in task.partition("\n")[0]
-            for result in re.findall(r"^changed: \[localhost\] => (\{.*\})$", task, re.MULTILINE)
+            for result in re.findall(r"^changed: \[localhost\] => \(item=.*?\) => (\{.*\})$", task, re.MULTILINE)
         ]
         return proc.returncode, recap and int(recap[1]), written, proc.stdout + proc.stderr
 
