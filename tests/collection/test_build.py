@@ -95,7 +95,7 @@ def test_module_doc_renders(installed, module):
     assert doc["doc"]["short_description"] and doc["examples"] and (doc["return"] or module == "arptables_rule")
     assert f"lvs.dr.{module}" in doc["examples"]
     text = ansible("ansible-doc", f"lvs.dr.{module}", env=installed)
-    assert "EXAMPLES" in text
+    assert "EXAMPLES" in text and "lvs.dr developers (@lvs-dr)" in text and "(!UNKNOWN)" not in text, text
 
 
 @pytest.mark.parametrize("name", FILTERS)
