@@ -12,7 +12,7 @@ from ansible_collections.lvs.dr.plugins.module_utils._ipvs_ipvsadm import render
 
 DOCUMENTATION = r"""
 name: ipvsadm_rules
-author: lvs.dr developers
+author: lvs.dr developers (@lvs-dr)
 version_added: 0.1.0
 short_description: Write an IPVS table read by lvs.dr.ipvs_info as ipvsadm-restore's input
 description:

@@ -10,7 +10,7 @@ from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 
 DOCUMENTATION = r"""
 name: resolve_services
-author: lvs.dr developers
+author: lvs.dr developers (@lvs-dr)
 version_added: 0.1.0
 short_description: Fill in the director role's services with their scheduler and real servers
 description:

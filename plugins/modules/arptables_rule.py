@@ -23,7 +23,7 @@ description:
     never deleted - and deletes the nft rules it wants gone by handle (C(nft delete rule arp filter CHAIN handle N)).
   - Runs arptables with argument lists, never through a shell.
 author:
-  - lvs.dr developers (!UNKNOWN)
+  - lvs.dr developers (@lvs-dr)
 requirements:
   - For the legacy backend, C(arptables-legacy) (Debian and Ubuntu package C(arptables); RHEL C(arptables)) and a kernel with
     C(arp_tables) (C(arptable_filter), and C(arpt_mangle) for O(jump=mangle)).

@@ -14,7 +14,7 @@ description:
   - Each service has the same keys as M(lvs.dr.ipvs_service)'s options, and each real server the same keys as
     M(lvs.dr.ipvs_real)'s, so the output can be fed back to them; counters come on top.
 author:
-  - lvs.dr developers (!UNKNOWN)
+  - lvs.dr developers (@lvs-dr)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host.
   - A kernel with IPVS.

@@ -21,7 +21,7 @@ description:
   - O(state=absent) and O(state=drained) need only the real server's identity, O(address) and O(port); the other options
     are not checked.
 author:
-  - lvs.dr developers (!UNKNOWN)
+  - lvs.dr developers (@lvs-dr)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host (Debian 12 ships 0.7.2, which has no IPVS API; install a newer one with pip).
   - A kernel with IPVS.

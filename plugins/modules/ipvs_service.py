@@ -17,7 +17,7 @@ description:
   - Without CAP_NET_ADMIN (no C(become)) the kernel refuses even to read the table; the task fails and says so.
   - Its real servers are managed with M(lvs.dr.ipvs_real).
 author:
-  - lvs.dr developers (!UNKNOWN)
+  - lvs.dr developers (@lvs-dr)
 requirements:
   - pyroute2 >= 0.9.5 on the managed host. Debian 12 ships 0.7.2, which has no IPVS API; install a newer one with pip
     (for example C(pip install 'pyroute2>=0.9.5') in a virtualenv, or the P(lvs.dr.director#role) role does it).

@@ -23,7 +23,7 @@ description:
     real servers); the first write the kernel refuses stops the run, and the failure lists what was applied and what was
     not sent.
 author:
-  - lvs.dr developers (!UNKNOWN)
+  - lvs.dr developers (@lvs-dr)
 requirements:
   - Except for O(state=rendered) and O(state=parsed) - pyroute2 >= 0.9.5 on the managed host (it opens the netlink
     socket; Debian 12 ships 0.7.2, the P(lvs.dr.director#role) role installs a newer one in a virtualenv), and a kernel

@@ -79,22 +79,48 @@ def client_neighbour_of_vip() -> str:
     return match.group(1)
 
 
-def ansible(lab_env: dict[str, str], tool: str, *args: str, fact_cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an Ansible TOOL (ansible-playbook, ansible) of the venv on the lab, from the checkout
+DEV_VENV = PROJECT / ".venv"
+# The oldest ansible-core that meta/runtime.yml admits, alone (requirements-2.16.txt; scripts/venv
+# makes it): the site converge runs with it.
+OLDEST_VENV = PROJECT / os.environ.get("VENV_OLDEST", "build/venv-2.16")
+
+
+def oldest_collections() -> Path:
+    """A collections path for OLDEST_VENV: lvs.dr (this checkout), and from the dev venv's
+    `ansible` package only what the lab's controller side needs and ansible-core lacks:
+    community.docker (the docker_api connection to the lab's containers) and ansible.posix (the
+    profile_tasks callback scripts/test turns on). What the roles need is core's alone:
+    tests/collection/test_build.py proves it."""
+    root = PROJECT / "build" / "collections-oldest" / "ansible_collections"
+    [installed] = DEV_VENV.glob("lib/python3*/site-packages/ansible_collections")
+    for name, source in (("lvs/dr", PROJECT), ("community/docker", installed / "community" / "docker"), ("ansible/posix", installed / "ansible" / "posix")):
+        link = root / name
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(source)
+    return root.parent
+
+
+def ansible(lab_env: dict[str, str], tool: str, *args: str, fact_cache: Path | None = None, venv: Path = DEV_VENV) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible TOOL (ansible-playbook, ansible) of VENV on the lab, from the checkout
     with its ansible.cfg, with ARGS; the result, whatever its exit code. With FACT_CACHE (a
     folder), facts are gathered once per host into it and then reused: only for runs that
     change nothing the facts show."""
     env = {**os.environ, **lab_env, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     if fact_cache:
         env.update(ANSIBLE_GATHERING="smart", ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(fact_cache))
-    argv = [str(PROJECT / ".venv" / "bin" / tool), *args]
+    if venv != DEV_VENV:
+        if not (venv / "bin" / tool).exists():
+            pytest.fail(f"{venv} has no {tool}: make it with `scripts/venv` (scripts/test does)")
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(oldest_collections())
+    argv = [str(venv / "bin" / tool), *args]
     return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False)
 
 
-def site(lab_env: dict[str, str], *args: str) -> tuple[str, dict[str, dict[str, int]]]:
-    """Run site.yml on inventories/lab, with ARGS (--limit, -e ...); its output and each
-    host's recap counts."""
-    playbook = ansible(lab_env, "ansible-playbook", "playbooks/site.yml", "-i", "inventories/lab", *args)
+def site(lab_env: dict[str, str], *args: str, venv: Path = DEV_VENV) -> tuple[str, dict[str, dict[str, int]]]:
+    """Run site.yml on inventories/lab with VENV's ansible-playbook, with ARGS (--limit, -e ...);
+    its output and each host's recap counts."""
+    playbook = ansible(lab_env, "ansible-playbook", "playbooks/site.yml", "-i", "inventories/lab", *args, venv=venv)
     assert playbook.returncode == 0, playbook.stdout[-5000:] + playbook.stderr[-3000:]
     recap = {
         host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)
@@ -117,17 +143,18 @@ _CONVERGED: dict[str, Any] = {}
 
 @pytest.fixture(scope="module")
 def converged(lab_env: dict[str, str]) -> dict[str, dict[str, int]]:
-    """site.yml's first run on fresh containers: each host's recap counts. Reused by the next
+    """site.yml's first run on fresh containers, with the oldest ansible-core admitted (the
+    later runs of tests/lab use the dev venv's): each host's recap counts. Reused by the next
     module while the containers are the same ones; converged again after a module reset them
     (test_seed_dr does)."""
     if _CONVERGED and _CONVERGED["ids"] == topology_ids():
         return _CONVERGED["recap"]
     _CONVERGED.clear()
     must(lab("reset"))
-    out, recap = site(lab_env)
+    out, recap = site(lab_env, venv=OLDEST_VENV)
     # Kept for a look at where the time goes (scripts/test turns on profile_tasks).
     log = PROJECT / "build" / "test-results" / "site-converge.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(out)
+    log.write_text(f"# {OLDEST_VENV.name}/bin/ansible-playbook playbooks/site.yml -i inventories/lab\n{out}")
     _CONVERGED.update(ids=topology_ids(), recap=recap)
     return recap
