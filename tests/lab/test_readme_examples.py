@@ -94,6 +94,16 @@ def docker(lab_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 CONTAINERS = [f"readme-{host}" for host in HOSTS] + [CLIENT]
 
 
+# Right after `docker run`, systemd may not answer yet (is-system-running then fails at once):
+# ask again until it says the boot is over, as molecule/prepare.yml does.
+BOOTED = """for i in $(seq 60); do
+    state=$(timeout 120 systemctl is-system-running --wait 2>&1)
+    case $state in running|degraded) exit 0 ;; esac
+    sleep 1
+done
+echo "systemd: $state"; exit 1"""
+
+
 def remove_containers(lab_env: dict[str, str]) -> None:
     docker(lab_env, "rm", "-f", *CONTAINERS)
     docker(lab_env, "network", "rm", NETWORK)
@@ -117,7 +127,7 @@ def readme_lab(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             ]
             for run in runs:
                 must(run.result())
-            for boot in [pool.submit(docker, env, "exec", name, "sh", "-c", "timeout 120 systemctl is-system-running --wait || true") for name in CONTAINERS]:
+            for boot in [pool.submit(docker, env, "exec", name, "sh", "-c", BOOTED) for name in CONTAINERS]:
                 must(boot.result())
         for host in HOSTS:
             if host.startswith("web"):
