@@ -183,3 +183,10 @@ def test_director_tasks_example_runs(lab_env: dict[str, str], readme_lab: Path, 
     recap = run_playbook(lab_env, readme_lab, f"line{line}.yml", json.dumps([play]))
     if kind.endswith("changes nothing"):
         assert recap["lb1"]["changed"] == 0, recap
+
+
+def test_table_examples_leave_exactly_the_overridden_table(readme_lab: Path, by_hand: dict[str, dict[str, int]]) -> None:
+    # After the director task examples (merged, replaced, drained, then overridden and deleted):
+    # the overridden table alone, the 8080 service gone with its real servers.
+    table = must(in_container("readme-lb1", "ipvsadm -Sn")).splitlines()
+    assert sorted(table) == sorted([f"-A -t {VIP}:80 -s rr", f"-a -t {VIP}:80 -r {SUBNET}.11:80 -g -w 1", f"-a -t {VIP}:80 -r {SUBNET}.12:80 -g -w 1"]), table
