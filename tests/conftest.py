@@ -1,10 +1,10 @@
-"""What every test session shares: the record of the bad-input cases (docs/bad-input.md).
+"""What every test session shares: the record of the bad-input cases (docs/internal/bad-input.md).
 
 A test marked `@pytest.mark.bad_input("MODULE or role NAME")` runs one bad input against the real
 thing and checks that it fails naming the option, and that nothing changed. When
 LVS_BAD_INPUT_RESULTS names a file, each such case is appended to it as one JSON line: what was
 tried, the message it had to give, and whether it held. scripts/bad-input-doc turns those lines
-into docs/bad-input.md.
+into docs/internal/bad-input.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "bad_input(subject): one bad input for SUBJECT (a module or role), recorded for docs/bad-input.md")
+    config.addinivalue_line("markers", "bad_input(subject): one bad input for SUBJECT (a module or role), recorded for docs/internal/bad-input.md")
 
 
 @pytest.hookimpl(wrapper=True)

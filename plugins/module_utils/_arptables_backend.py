@@ -31,6 +31,8 @@ from ansible_collections.lvs.dr.plugins.module_utils._arptables import (
 
 BINARIES = {"legacy": "arptables-legacy", "nft": "arptables-nft"}
 NFT_SAVE_BINARY = "arptables-nft-save"
+# EL 8 installs the nft tools under these plain names alone (no arptables-nft).
+PLAIN_BINARY, PLAIN_NFT_SAVE_BINARY = "arptables", "arptables-save"
 PACKAGES = {"legacy": "arptables (Debian, Ubuntu, RHEL)", "nft": "iptables (Debian, Ubuntu) or iptables-nft (RHEL)"}
 OTHER_BACKEND = {"legacy": "nft", "nft": "legacy"}
 
@@ -142,15 +144,19 @@ class Backend:
             self.module.run_command(argv, check_rc=True, expand_user_and_vars=False)
 
 
-def locate_backend(module, name):
-    """The Backend NAME if its binaries are installed, else None."""
+def locate_backend(module, name, plain):
+    """The Backend NAME if its binaries are installed, else None. PLAIN: the backend the plain
+    `arptables` is (detect_default_backend), whose binaries stand in for NAME's when NAME is it."""
     binary = module.get_bin_path(BINARIES[name])
     save_binary = module.get_bin_path(NFT_SAVE_BINARY) if name == "nft" else binary
+    if not (binary and save_binary) and name == plain:
+        binary = module.get_bin_path(PLAIN_BINARY)
+        save_binary = module.get_bin_path(PLAIN_NFT_SAVE_BINARY) if name == "nft" else binary
     return Backend(module, name, binary, save_binary) if binary and save_binary else None
 
 
-def require_backend(module, name):
-    backend = locate_backend(module, name)
+def require_backend(module, name, plain=None):
+    backend = locate_backend(module, name, plain)
     if backend is None:
         missing = BINARIES[name] if name == "legacy" else f"{BINARIES[name]} or {NFT_SAVE_BINARY}"
         module.fail_json(msg=f"the {name} arptables backend is not installed ({missing} not found): install the package {PACKAGES[name]}")
@@ -158,8 +164,9 @@ def require_backend(module, name):
 
 
 def detect_default_backend(module):
-    """The backend `arptables` (an alternative on Debian) points at, or None without one."""
-    path = module.get_bin_path("arptables")
+    """The backend `arptables` is (on Debian an alternative pointing at arptables-nft or -legacy;
+    on EL 8 the nft tool itself, named so), or None without one."""
+    path = module.get_bin_path(PLAIN_BINARY)
     if path is None:
         return None
     name = backend_from_path(os.path.realpath(path))
@@ -171,16 +178,17 @@ def detect_default_backend(module):
 
 def select_backend(module, requested):
     """(Backend, warnings) for backend=REQUESTED."""
+    default = detect_default_backend(module)
     if requested != "auto":
-        return require_backend(module, requested), []
-    located = {name: locate_backend(module, name) for name in BACKENDS}
+        return require_backend(module, requested, default), []
+    located = {name: locate_backend(module, name, default) for name in BACKENDS}
     if not any(located.values()):
         module.fail_json(
             msg="no arptables backend is installed (neither arptables-nft with arptables-nft-save nor arptables-legacy found): "
             f"install the package {PACKAGES['nft']} for the nft backend, or {PACKAGES['legacy']} for the legacy one"
         )
-    name, warning = choose_backend(detect_default_backend(module), lambda name: located[name] is not None and located[name].can_list())
-    return located[name] or require_backend(module, name), [warning] if warning else []
+    name, warning = choose_backend(default, lambda name: located[name] is not None and located[name].can_list())
+    return located[name] or require_backend(module, name, default), [warning] if warning else []
 
 
 # --- the module ---------------------------------------------------------------------------

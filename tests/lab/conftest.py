@@ -54,12 +54,12 @@ def run_dir(lab_env: dict[str, str]) -> Path:
     return Path(os.environ.get("LAB_RUN", "/run/lvs-dr-lab"))
 
 
-def get_from_client(count: int, flush_neighbours: bool = False) -> list[str]:
-    """COUNT HTTP requests from the client container to the VIP, each a new connection: who
+def get_from_client(count: int, flush_neighbours: bool = False, client: str = "client", vip: str = VIP) -> list[str]:
+    """COUNT HTTP requests from the CLIENT container to the VIP, each a new connection: who
     answered each (the real servers' pages name them)."""
     flush = "ip neigh flush all; " if flush_neighbours else ""
-    script = f"{flush}for i in $(seq {count}); do curl -sS --noproxy '*' --max-time 5 http://{VIP}/ || echo FAILED; done"
-    return must(in_container("client", script)).split()
+    script = f"{flush}for i in $(seq {count}); do curl -sS --noproxy '*' --max-time 5 http://{vip}/ || echo FAILED; done"
+    return must(in_container(client, script)).split()
 
 
 def assert_round_robin(answers: list[str], servers: list[str]) -> None:
@@ -69,11 +69,11 @@ def assert_round_robin(answers: list[str], servers: list[str]) -> None:
     assert len({answers.count(s) for s in servers}) == 1, f"uneven: {answers}"
 
 
-def client_neighbour_of_vip() -> str:
-    """Flush the client's neighbour table, request the VIP once, and return the MAC the
+def client_neighbour_of_vip(client: str = "client", vip: str = VIP) -> str:
+    """Flush the CLIENT's neighbour table, request the VIP once, and return the MAC the
     client learnt for the VIP."""
-    get_from_client(1, flush_neighbours=True)
-    neigh = must(in_container("client", f"ip neigh show {VIP}"))
+    get_from_client(1, flush_neighbours=True, client=client, vip=vip)
+    neigh = must(in_container(client, f"ip neigh show {vip}"))
     match = re.search(r"lladdr ([0-9a-f:]{17})", neigh)
     assert match, f"no neighbour entry for the VIP: {neigh!r}"
     return match.group(1)
@@ -122,10 +122,12 @@ def site(lab_env: dict[str, str], *args: str, venv: Path = DEV_VENV) -> tuple[st
     its output and each host's recap counts."""
     playbook = ansible(lab_env, "ansible-playbook", "playbooks/site.yml", "-i", "inventories/lab", *args, venv=venv)
     assert playbook.returncode == 0, playbook.stdout[-5000:] + playbook.stderr[-3000:]
-    recap = {
-        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", playbook.stdout, re.MULTILINE)
-    }
-    return playbook.stdout, recap
+    return playbook.stdout, recap_of(playbook.stdout)
+
+
+def recap_of(output: str) -> dict[str, dict[str, int]]:
+    """Each host's counts (ok, changed, failed, ...) in the PLAY RECAP of an ansible-playbook OUTPUT."""
+    return {host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)} for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE)}
 
 
 TOPOLOGY = ("director", "rs1", "rs2", "client")

@@ -4,7 +4,7 @@ takes, and leave the host as it was: its IPVS table, ARP rules, addresses, and e
 /etc, /opt and /var/www (size, modification time to the nanosecond, owner, mode: a file written
 again, even with the same content, counts as changed) compared before and after. Converged first, so
 that the checks the role can only make late (the kernel's, in lvs.dr.ipvs_table) are held to
-"nothing changed" too. docs/bad-input.md lists the cases and how many held.
+"nothing changed" too. docs/internal/bad-input.md lists the cases and how many held.
 
 Since no case may change its host, the cases share what does not change: the facts, gathered
 by the first case on each host and cached for the others, and the snapshot, each case's "after"

@@ -1,6 +1,6 @@
 """Bad input to every IPVS module, against the lab's kernel: each case must fail with a message
 that names the option and what is allowed, and leave the namespace's IPVS table exactly as it
-was (`ipvsadm -Sn` before and after). docs/bad-input.md lists the cases and how many held."""
+was (`ipvsadm -Sn` before and after). docs/internal/bad-input.md lists the cases and how many held."""
 
 from __future__ import annotations
 

@@ -603,6 +603,45 @@ def test_auto_asks_arptables_v_when_the_path_says_nothing():
     assert arpb.select_backend(module, "auto")[0].name == "legacy"
 
 
+# EL 8 installs the nft tools as plain arptables and arptables-save (no arptables-nft, no
+# alternatives); EL 7 the legacy tool as plain arptables. `arptables -V` tells which. (Paths that
+# do not exist here: the detection resolves links first.)
+EL8_NFT = {
+    "arptables": "/nonexistent/sbin/arptables",
+    "arptables-save": "/nonexistent/sbin/arptables-save",
+    "nft": "/usr/sbin/nft",
+    "unshare": "/usr/bin/unshare",
+}
+EL8_NFT_V = {("/nonexistent/sbin/arptables", "-V"): (0, "arptables v1.8.5 (nf_tables)\n", ""), ("/nonexistent/sbin/arptables-save",): (0, NFT_SAVE, "")}
+PLAIN_LEGACY = {"arptables": "/nonexistent/sbin/arptables"}
+PLAIN_LEGACY_V = {
+    ("/nonexistent/sbin/arptables", "-V"): (0, "arptables v0.0.4\n", ""),
+    ("/nonexistent/sbin/arptables", "-t", "filter", "-L", "-n"): (0, LEGACY_LISTING, ""),
+}
+
+
+@pytest.mark.parametrize("requested", ["auto", "nft"])
+def test_plain_arptables_that_is_nft_is_the_nft_backend(requested):
+    module = FakeModule(EL8_NFT_V, EL8_NFT)
+    backend, warnings = arpb.select_backend(module, requested)
+    assert (backend.name, backend.binary, backend.save_binary, warnings) == ("nft", "/nonexistent/sbin/arptables", "/nonexistent/sbin/arptables-save", [])
+    assert backend.read()[1] == arp.without_comments(NFT_SAVE)
+
+
+@pytest.mark.parametrize("requested", ["auto", "legacy"])
+def test_plain_arptables_that_is_legacy_is_the_legacy_backend(requested):
+    module = FakeModule(PLAIN_LEGACY_V, PLAIN_LEGACY)
+    backend, _warnings = arpb.select_backend(module, requested)
+    assert (backend.name, backend.binary) == ("legacy", "/nonexistent/sbin/arptables")
+    assert backend.read()[1] == LEGACY_SAVE
+
+
+@pytest.mark.parametrize(("binaries", "answers", "requested"), [(EL8_NFT, EL8_NFT_V, "legacy"), (PLAIN_LEGACY, PLAIN_LEGACY_V, "nft")])
+def test_plain_arptables_never_stands_in_for_the_other_backend(binaries, answers, requested):
+    with pytest.raises(AssertionError, match=rf"the {requested} arptables backend is not installed"):
+        arpb.select_backend(FakeModule(answers, binaries), requested)
+
+
 @pytest.mark.parametrize(
     ("backend", "missing", "package"),
     [("legacy", "arptables-legacy", "install the package arptables (Debian"), ("nft", "arptables-nft-save", "install the package iptables (Debian")],
