@@ -77,12 +77,7 @@ def shipped_markdown() -> list[str]:
 
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
-# Until the README for users lands (issue 14, the README half): the README links ../shared/,
-# outside the collection. Its XPASS fails this test: then drop the mark.
-README_TODAY = pytest.mark.xfail(strict=True, reason="README.md links outside the collection until it is rewritten for users (issue 14)")
-
-
-@pytest.mark.parametrize("page", [pytest.param(p, marks=README_TODAY) if p == "README.md" else p for p in shipped_markdown()])
+@pytest.mark.parametrize("page", shipped_markdown())
 def test_relative_links_resolve_inside_the_tarball(members, page):
     assert page in members
     text = FENCE.sub("", (PROJECT / page).read_text())
