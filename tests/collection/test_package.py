@@ -77,6 +77,8 @@ def shipped_markdown() -> list[str]:
 
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+
+
 @pytest.mark.parametrize("page", shipped_markdown())
 def test_relative_links_resolve_inside_the_tarball(members, page):
     assert page in members
