@@ -194,14 +194,14 @@ class Outcome:
     seconds: dict
 
 
-def converge(module, table, wanted, table_state="merged", protected=None, drain_timeout=0, keys=None):
+def converge(module, table, wanted, table_state="merged", protected=None, drain_timeout=0, keys=None, current=None):
     """Take the kernel's table to WANTED (see plan_table; KEYS, the services to read the real
-    servers of, None for all) and report it as an Outcome. A write refused because another run
+    servers of, None for all; CURRENT, the table if already read) and report it as an Outcome. A write refused because another run
     made the same change meanwhile (lost_race) is not an error: the table is read again and
     planned once more, up to RACE_ROUNDS times. Any other refusal fails the task, with what was
     applied. In check mode nothing is written."""
     started = time.perf_counter()
-    current = table.read(keys)
+    current = table.read(keys) if current is None else current
     planned = time.perf_counter()
     changes, drains = plan_table(current, wanted, table_state, protected)
     check_writable(module, current, wanted)

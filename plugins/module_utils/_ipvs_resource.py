@@ -19,7 +19,18 @@ import time
 
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_ipvsadm import as_services, command, parse, render
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_plan import converge, open_table, protection, wanted_table
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import DRAIN_TIMEOUT, IPVSInputError, check_range, real_key, service_key
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
+    DRAIN_TIMEOUT,
+    FORWARDING_ALIASES,
+    IPVSInputError,
+    check_range,
+    real_key,
+    real_options,
+    service_key,
+    service_key_from,
+    service_options,
+    want_real,
+)
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered", "parsed"]
 # required_if of the module's argument spec: what each state needs.
@@ -37,6 +48,11 @@ def check_options(params):
         )
     if state != "parsed" and params["running_config"] is not None:
         raise IPVSInputError(f"running_config: only state=parsed reads it, not state={state}; leave running_config out, or set state: parsed")
+    if state == "deleted" and services == []:
+        raise IPVSInputError(
+            "services: empty, and state=deleted with no services would delete every service in the table (did a variable come out empty?); "
+            "to empty the table on purpose, leave services out"
+        )
     if state == "overridden" and not services:
         raise IPVSInputError(
             "services: empty, and state=overridden would delete every service in the table (did a variable come out empty?); "
@@ -75,14 +91,63 @@ def run_state(module):
     with open_table(module) as table:
         if state == "gathered":
             return {"changed": False, "gathered": as_services([(s, list(reals.values())) for s, reals in table.read().values()])}
+        current = None
+        if state == "merged":  # the options an entry leaves out are the kernel's
+            current = table.read()
+            try:
+                wanted = wanted_table(merged_services(params["services"], current))
+            except IPVSInputError as exc:
+                module.fail_json(msg=str(exc))
         plan_state = state
         if state == "deleted":
             # Listed: each goes, whatever else it says; none listed: every service (overridden with nothing).
             wanted = [(service, "absent", []) for service, _state, _reals in wanted]
             plan_state = "deleted" if wanted else "overridden"
-        outcome = converge(module, table, wanted, plan_state, protected, params["drain_timeout"])
+        outcome = converge(module, table, wanted, plan_state, protected, params["drain_timeout"], current=current)
         requests, writes = table.requests, table.writes
     return report(module, wanted, outcome, requests, writes)
+
+
+def merged_services(services, current):
+    """SERVICES (the option) with what a listed entry leaves out taken from its entry in CURRENT
+    (the kernel's table, read), so that merged changes only the options given. Options that go
+    with another one are not kept when that one changes."""
+    out = []
+    for params in services:
+        found = current.get(service_key_from(params))
+        if found is None or params["state"] != "present":
+            out.append(params)
+            continue
+        service, reals = found
+        merged = overlay(service_options(service), params, service_ties)
+        merged["reals"] = []
+        for real_params in params["reals"]:
+            real = reals.get(real_key(want_real({**real_params, "state": "absent"}, service)))
+            keep = real is not None and real_params["state"] == "present"
+            merged["reals"].append(overlay(real_options(real, service), real_params, real_ties) if keep else real_params)
+        out.append(merged)
+    return out
+
+
+def overlay(kernel, params, ties):
+    """PARAMS, with the options they leave out (None) taken from KERNEL, less those TIES(given, kernel) names."""
+    given = {k: v for k, v in params.items() if v is not None}
+    dropped = ties(given, kernel)
+    return {**{k: v for k, v in kernel.items() if k not in dropped}, **given}
+
+
+def service_ties(given, kernel):
+    dropped = set()
+    if given.get("scheduler", kernel["scheduler"]) != kernel["scheduler"]:
+        dropped.add("scheduler_flags")  # sh-* go with sh, mh-* with mh
+    if given.get("persistent_timeout") == 0:
+        dropped |= {"persistent_netmask", "persistence_engine"}  # they need persistence
+    return dropped
+
+
+def real_ties(given, kernel):
+    method = given.get("forwarding_method", kernel["forwarding_method"])
+    return {"tunnel_type", "tunnel_port", "tunnel_checksum"} if FORWARDING_ALIASES.get(method, method) != kernel["forwarding_method"] else set()
 
 
 def apply_changes(current, changes):

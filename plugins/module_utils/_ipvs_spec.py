@@ -88,6 +88,13 @@ def argument_spec(fields, prefix_of=None):
     return out
 
 
+def without_defaults(options):
+    """OPTIONS with no default but state's: ipvs_table's service and real server options, where
+    merged keeps the kernel's value of one left out (want_service and want_real give the
+    defaults where no value is kept)."""
+    return {name: {k: v for k, v in option.items() if k != "default" or name == "state"} for name, option in options.items()}
+
+
 def identity_spec(prefix=""):
     """The options that name a service, for ipvs_service (PREFIX "") and ipvs_real ("service_":
     its address and port), and how they combine."""

@@ -61,14 +61,12 @@ options:
         type: str
         choices: [ipv4, ipv6]
       scheduler:
-        description: The scheduling algorithm, as in M(lvs.dr.ipvs_service).
+        description: The scheduling algorithm, as in M(lvs.dr.ipvs_service); V(wlc) where left out (see the notes on V(merged)).
         type: str
         choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos]
-        default: wlc
       persistent_timeout:
-        description: Persistence in seconds; V(0) means not persistent. At most 2678400 (31 days, as C(ipvsadm)).
+        description: Persistence in seconds; V(0) (where left out) means not persistent. At most 2678400 (31 days, as C(ipvsadm)).
         type: int
-        default: 0
       persistent_netmask:
         description: The persistence mask, a netmask or a prefix length (IPv6 a prefix length).
         type: str
@@ -82,9 +80,8 @@ options:
         elements: str
         choices: [sh-fallback, sh-port, mh-fallback, mh-port]
       one_packet:
-        description: One-packet scheduling, for UDP and firewall-mark services.
+        description: One-packet scheduling, for UDP and firewall-mark services; off where left out.
         type: bool
-        default: false
       state:
         description:
           - V(present) makes the service exist as described; V(absent) removes it with its real servers, with every O(state)
@@ -110,10 +107,9 @@ options:
             description: Its port; defaults to the service port. DR and tunnel forwarding need the service port.
             type: int
           forwarding_method:
-            description: V(dr) (direct routing), V(nat) or V(tunnel), with the aliases of M(lvs.dr.ipvs_real).
+            description: V(dr) (direct routing, where left out), V(nat) or V(tunnel), with the aliases of M(lvs.dr.ipvs_real).
             type: str
             choices: [dr, gatewaying, route, nat, masquerading, tunnel]
-            default: dr
           tunnel_type:
             description: With O(services[].reals[].forwarding_method=tunnel), V(ipip) (default), V(gue) or V(gre).
             type: str
@@ -126,17 +122,16 @@ options:
             type: str
             choices: [nocsum, csum, remcsum]
           weight:
-            description: The weight, 0 (quiesced) to 65535 (as C(ipvsadm)).
+            description: The weight, 0 (quiesced) to 65535 (as C(ipvsadm)); V(1) where left out.
             type: int
-            default: 1
           upper_threshold:
-            description: The connection count above which it gets no new connections; V(0) means none.
+            description: The connection count above which it gets no new connections; V(0) (where left out) means none.
             type: int
-            default: 0
           lower_threshold:
-            description: The connection count below which it gets new connections again; V(0) means none. Not above O(services[].reals[].upper_threshold).
+            description:
+              - The connection count below which it gets new connections again; V(0) (where left out) means none.
+              - Not above O(services[].reals[].upper_threshold).
             type: int
-            default: 0
           state:
             description:
               - V(present) or V(absent), or V(drained) - weight 0 first, then removed once the kernel shows it has no
@@ -152,8 +147,8 @@ options:
         are not listed are left alone.
       - V(overridden) makes the table exactly the list - also removes every service that is not listed and not
         O(protected). An empty O(services) is refused, as it would empty the table (use V(deleted) for that).
-      - V(deleted) removes the listed services with their real servers; without O(services) (or with an empty list),
-        every service of the table except the O(protected) ones.
+      - V(deleted) removes the listed services with their real servers; without O(services), every service of the table
+        except the O(protected) ones. An empty O(services) is refused (did a variable come out empty?).
       - V(gathered) reads the table and returns it as RV(gathered), in the shape of O(services); nothing is written.
       - V(rendered) returns O(services) as C(ipvsadm-restore)'s text in RV(rendered), offline - no pyroute2, no IPVS and no
         netlink socket needed.
@@ -200,7 +195,9 @@ seealso:
   - module: lvs.dr.ipvs_real
   - module: lvs.dr.ipvs_info
 notes:
-  - Options left out take their defaults, as with C(ipvsadm); the table is made exactly as described.
+  - With V(merged), an option that a listed service or real server already in the table leaves out keeps the kernel's value
+    (a new scheduler drops the kernel's scheduler flags, a V(0) persistence its netmask and engine, a new forwarding method
+    its tunnel options). Otherwise, as with C(ipvsadm), an option left out takes its default.
   - RV(gathered), RV(parsed), RV(before) and RV(after) give each service its identity and scheduler, and each real server
     its address, forwarding method and weight; other options only where they differ from their default. They are sorted
     by service (firewall mark, family, protocol, address, port) and real server (address, port).
@@ -372,12 +369,13 @@ metrics:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvs.dr.plugins.module_utils._ipvs_resource import REQUIRED_IF, STATES, run_state
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import DRAIN_TIMEOUT, PROTECTED, REAL, SERVICE, argument_spec, identity_spec
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import DRAIN_TIMEOUT, PROTECTED, REAL, SERVICE, argument_spec, identity_spec, without_defaults
 
 
 def module_spec():
     identity = identity_spec()
-    service = dict(identity.pop("argument_spec"), **argument_spec(SERVICE), reals=dict(type="list", elements="dict", default=[], options=argument_spec(REAL)))
+    reals = dict(type="list", elements="dict", default=[], options=without_defaults(argument_spec(REAL)))
+    service = dict(identity.pop("argument_spec"), **without_defaults(argument_spec(SERVICE)), reals=reals)
     return dict(
         services=dict(type="list", elements="dict", options=service, **identity),
         state=dict(type="str", choices=STATES, default="merged"),

@@ -27,7 +27,9 @@ PLAYBOOK = """\
         name: lvs.dr.{role}
         tasks_from: {tasks}
 """
-ARP = ["net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce", "net.ipv4.conf.lo.arp_ignore", "net.ipv4.conf.lo.arp_announce"]
+# The interface is a VLAN's kind of name: sysctl takes its dot as a slash (eth0/100).
+INTERFACE = "eth0.100"
+ARP = ["net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce", "net.ipv4.conf.eth0/100.arp_ignore", "net.ipv4.conf.eth0/100.arp_announce"]
 
 
 def run(*argv: str) -> str:
@@ -42,6 +44,7 @@ def netns():
         pytest.fail("these tests need root (a network namespace of their own)")
     name = f"lvs-sysctl-{uuid.uuid4().hex[:8]}"
     run("ip", "netns", "add", name)
+    run("ip", "-n", name, "link", "add", INTERFACE, "type", "veth", "peer", "name", "peer0")
     try:
         yield name
     finally:
@@ -64,7 +67,7 @@ def play(netns, tmp_path):
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
         "ANSIBLE_CALLBACK_FORMAT_PRETTY": "0",
     }
-    variables = {"realserver_interface": "lo", "lvs_dr_sysctl_file": str(tmp_path / "90-lvs-dr.conf"), "ansible_python_interpreter": sys.executable}
+    variables = {"realserver_interface": INTERFACE, "lvs_dr_sysctl_file": str(tmp_path / "90-lvs-dr.conf"), "ansible_python_interpreter": sys.executable}
     (tmp_path / "vars.json").write_text(json.dumps(variables))
 
     def _play(role, tasks, *options):
@@ -107,12 +110,12 @@ def test_realserver_sysctls_are_set_once_and_persisted(play, netns, tmp_path):
         rc, changed, written, out = play("realserver", "sysctl", *options)
         assert (rc, changed) == (0, 0), out
 
-    run("ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.lo.arp_announce=0")
+    run("ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.eth0/100.arp_announce=0")
     rc, changed, written, out = play("realserver", "sysctl", "--check")
-    assert (rc, changed) == (0, 1) and "Would set net.ipv4.conf.lo.arp_announce=2" in out, out
+    assert (rc, changed) == (0, 1) and "Would set net.ipv4.conf.eth0/100.arp_announce=2" in out, out
     assert live(netns) == ["1", "2", "1", "0"]
     rc, changed, written, out = play("realserver", "sysctl")
-    assert (rc, changed, written) == (0, 1, [["net.ipv4.conf.lo.arp_announce = 2"]]), out  # what sysctl -w wrote
+    assert (rc, changed, written) == (0, 1, [["net.ipv4.conf.eth0/100.arp_announce = 2"]]), out  # what sysctl -w wrote
     assert live(netns) == ["1", "2", "1", "2"]
 
 

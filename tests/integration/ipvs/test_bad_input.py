@@ -108,6 +108,7 @@ TABLE_CASES = [
         {"state": "parsed", "running_config": "-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1"},
         "running_config: line 2 (-a -t 198.51.100.100:80 -r 198.51.100.2:80 -g -w -1): -w -1: not a number",
     ),
+    ({"state": "deleted", "services": []}, "services: empty, and state=deleted with no services would delete every service in the table"),
     ({"state": "deleted", "services": TABLE}, "services[0].reals: state=deleted removes each listed service with all its real servers; leave reals out"),
     ({"services": TABLE, "drain_timeout": -1}, "drain_timeout: -1 is out of range; use 0"),
     # With overridden the unlisted services 81 and fwmark 7 would go first, then the kernel's ERANGE: issue 13, 3.

@@ -125,6 +125,25 @@ def test_merged_leaves_unlisted_entries_alone_and_replaced_only_the_listed_servi
     assert not again["changed"] and again["commands"] == []
 
 
+def test_merged_changes_only_the_options_given_and_replaced_sets_the_rest_to_their_defaults(netns, run_module):
+    ipvsadm(netns, "-A", "-t", f"{VIP}:90", "-s", "sh", "-b", "sh-port", "-p", "300", "-M", "255.255.255.0")
+    ipvsadm(netns, "-a", "-t", f"{VIP}:90", "-r", "198.51.100.1:90", "-g", "-w", "3", "-x", "50", "-y", "10")
+    hand_made = saved(netns)
+    service = {"protocol": "tcp", "address": VIP, "port": 90}
+    # Nothing given but the identities: merged keeps everything the kernel has.
+    result = run_module("ipvs_table", {"services": [{**service, "reals": [{"address": "198.51.100.1"}]}]}, netns=netns)
+    assert not result["changed"] and result["commands"] == [] and saved(netns) == hand_made, result
+    # One weight given: only the weight changes; the thresholds stay.
+    result = run_module("ipvs_table", {"services": [{**service, "reals": [{"address": "198.51.100.1", "weight": 5}]}]}, netns=netns)
+    assert result["commands"] == [f"-e -t {VIP}:90 -r 198.51.100.1:90 -g -w 5 -x 50 -y 10"], result
+    # Another scheduler: its flags go (sh-port is sh's), the persistence stays.
+    result = run_module("ipvs_table", {"services": [{**service, "scheduler": "rr"}]}, netns=netns)
+    assert [line for line in saved(netns) if line.startswith("-A")] == [f"-A -t {VIP}:90 -s rr -p 300 -M 255.255.255.0"], result
+    # replaced, like ipvsadm: what is left out takes its default.
+    result = run_module("ipvs_table", {"services": [{**service, "reals": [{"address": "198.51.100.1"}]}], "state": "replaced"}, netns=netns)
+    assert saved(netns) == [f"-A -t {VIP}:90 -s wlc", f"-a -t {VIP}:90 -r 198.51.100.1:90 -g -w 1"], result
+
+
 def test_deleted_removes_the_listed_services_by_identity_then_all_but_the_protected(netns, run_module):
     run_module("ipvs_table", {"services": services()}, netns=netns)
     ipvsadm(netns, "-A", "-f", "7", "-s", "rr")
