@@ -4,39 +4,46 @@ missing, and changes nothing: the running lab stays up, with its tap device."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from .conftest import LAB, lab
 
 # Each case: a shell prelude run in a private mount namespace (so its bind mounts vanish
-# with it), the environment, and what the message must say.
+# with it), the environment, and what the message must say; {tmp} is the test's own folder.
 CASES = {
     "not root": ("exec setpriv --reuid=65534 --regid=65534 --clear-groups", {}, "must run as root"),
     "bad LAB_ENGINE": ("", {"LAB_ENGINE": "qemu"}, "LAB_ENGINE must be auto, uml or local, not 'qemu'"),
     "no /dev/net/tun": (
-        "touch /tmp/lab-no-tun && mount --bind /tmp/lab-no-tun /dev/net/tun &&",
+        "touch {tmp}/no-tun && mount --bind {tmp}/no-tun /dev/net/tun &&",
         {"LAB_ENGINE": "uml"},
         "/dev/net/tun is missing",
     ),
     "too little disk": (
-        "mkdir -p /tmp/lab-small && mount -t tmpfs -o size=1m none /tmp/lab-small &&",
-        {"LAB_ENGINE": "uml", "LAB_CACHE": "/tmp/lab-small"},
-        "GiB free under /tmp/lab-small; the lab needs 8 GiB",
+        "mkdir -p {tmp}/small && mount -t tmpfs -o size=1m none {tmp}/small &&",
+        {"LAB_ENGINE": "uml", "LAB_CACHE": "{tmp}/small"},
+        "GiB free under {tmp}/small; the lab needs 8 GiB",
+    ),
+    "cache not root's": (
+        "mkdir {tmp}/cache && chown 65534 {tmp}/cache &&",
+        {"LAB_CACHE": "{tmp}/cache"},
+        "the cache {tmp}/cache is owned by uid 65534, not root",
     ),
     "host package missing": (
         # An empty dpkg database: every host package looks missing.
         "mount --bind /dev/null /var/lib/dpkg/status &&",
         {"LAB_NO_INSTALL": "1"},
-        "missing host packages: user-mode-linux debootstrap tinyproxy",
+        "missing host packages: user-mode-linux debootstrap debian-archive-keyring tinyproxy nftables",
     ),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_up_refuses_with_a_clear_message_and_changes_nothing(lab_env: dict[str, str], case: str) -> None:
+def test_up_refuses_with_a_clear_message_and_changes_nothing(lab_env: dict[str, str], case: str, tmp_path: Path) -> None:
     prelude, env, message = CASES[case]
-    env_args = [f"{k}={v}" for k, v in env.items()]
+    prelude, message = prelude.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    env_args = [f"{k}={v.format(tmp=tmp_path)}" for k, v in env.items()]
     script = f'{prelude} env {" ".join(env_args)} "$0" up'
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(LAB)],

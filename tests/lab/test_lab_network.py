@@ -1,20 +1,32 @@
 """The lab exposes its engine only as an owner-only unix socket, reaches out only through its
-proxy, which serves the guest alone, and no lab container publishes a port."""
+proxy, which serves the guest alone, and no lab container publishes a port. What runs in the
+guest (and so in any lab container: they are privileged) is contained: the guest runs as the
+lab's own unprivileged user, whose own sockets are refused, so root in the guest (which can load
+a kernel module into UML) gets no more than that user; the guest's network reaches this host
+only at the proxy (the tap admits only its port), and the proxy (as nobody) forwards only to
+Debian's mirror and PyPI. The cache is root's, its disks readable by the lab's group alone."""
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import http.server
 import ipaddress
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import in_container, lab, must
+from .conftest import PROJECT, in_container, lab, must
 
+LAB_USER = "lvs-dr-lab"
 HOST_LINK = "169.254.77.1"
 GUEST_LINK = "169.254.77.2"
 PROXY_PORT = 8888
@@ -139,3 +151,107 @@ def test_published_ports_tells_a_published_port_from_an_exposed_one() -> None:
     assert published_ports(container({}, publish_all=True), "uml") != []
     assert published_ports(container({}, mode="host"), "local") == ["/c: shares this host's network"]
     assert published_ports(container({}, mode="host"), "uml") == []
+
+
+@contextlib.contextmanager
+def host_listener(address: str) -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server of this test's own on ADDRESS (a free port): its port and the paths it was asked for."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"host secret")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_proxy_forwards_nothing_to_this_hosts_loopback(lab_env: dict[str, str]) -> None:
+    with host_listener("127.0.0.1") as (port, asked):
+        out = in_container("client", f"curl -sS -o /dev/null -w %{{http_code}} --max-time 20 -x http://{HOST_LINK}:{PROXY_PORT} http://127.0.0.1:{port}/secret")
+    assert out.stdout.strip() == "403", out
+    assert asked == [], f"the proxy forwarded to this host's loopback: {asked}"
+
+
+def test_proxy_runs_as_nobody_and_allows_only_the_mirrors(run_dir: Path) -> None:
+    pid = (run_dir / "tinyproxy.pid").read_text().strip()
+    uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")).split()[1:]
+    assert set(uids) == {str(65534)}, f"tinyproxy runs as uids {uids}"
+    conf = (run_dir / "tinyproxy.conf").read_text()
+    assert "FilterDefaultDeny Yes" in conf and "ConnectPort 80\n" not in conf
+    assert (run_dir / "tinyproxy.filter").read_text().split() == [r"^deb\.debian\.org$", r"^pypi\.org$", r"^files\.pythonhosted\.org$"]
+
+
+def test_guest_reaches_no_host_port_but_the_proxy(lab_env: dict[str, str]) -> None:
+    """A listener on every address of this host: the guest (and a container) cannot connect to it."""
+    with host_listener("0.0.0.0") as (port, asked):
+        probe = f"curl -sS -o /dev/null --noproxy '*' --max-time 5 http://{HOST_LINK}:{port}/x"
+        from_guest = lab("run", "--", "sh", "-c", probe)
+        from_container = in_container("client", probe)
+    assert asked == [], f"the host's listener was reached from the lab: {asked}"
+    # curl's 7: could not connect, at once (the tap's filter answers with a reject, not silence).
+    assert (from_guest.returncode, from_container.returncode) == (7, 7), (from_guest, from_container)
+
+
+def test_guest_runs_as_the_lab_user(run_dir: Path) -> None:
+    uid = pwd.getpwnam(LAB_USER).pw_uid
+    leader = (run_dir / "uml.pid").read_text().strip()
+    pids = [leader, *subprocess.run(["pgrep", "-s", leader], capture_output=True, text=True, check=False).stdout.split()]
+    uids = {
+        line.split()[1:] and tuple(line.split()[1:]) for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+    }
+    assert uids == {(str(uid),) * 4}, f"UML's processes run as {uids}, not {LAB_USER} ({uid})"
+
+
+def test_root_in_the_guest_cannot_touch_this_hosts_files(lab_env: dict[str, str]) -> None:
+    """Through hostfs (what a guest's root reaches this host with, beside a kernel module), as the lab's user."""
+    script = r"""
+d=$(mktemp -d); trap 'umount "$d" 2>/dev/null; rmdir "$d"' EXIT
+mount -t hostfs none "$d" -o /
+head -c1 "$d/etc/shadow" >/dev/null 2>&1 && echo "read /etc/shadow"
+touch "$d$0/build/$1" 2>/dev/null && echo "wrote into the project"
+mknod "$d/tmp/lab-canary-node" c 1 5 2>/dev/null && echo "made a device node"
+echo done
+"""
+    canary = f"lab-canary-{os.getpid()}"
+    out = must(lab("run", "--", "sh", "-c", script, str(PROJECT), canary))
+    assert out.split() == ["done"], out
+    assert not (PROJECT / "build" / canary).exists()
+
+
+def test_the_lab_users_own_sockets_are_refused(lab_env: dict[str, str]) -> None:
+    """What a kernel module in the guest would do: connect from UML's process to this host's loopback."""
+    with host_listener("127.0.0.1") as (port, asked):
+        result = subprocess.run(
+            ["setpriv", f"--reuid={LAB_USER}", f"--regid={LAB_USER}", "--clear-groups", "curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{port}/"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert asked == [] and result.returncode == 7, result
+
+
+def test_cache_is_roots_and_the_disks_the_guests_alone(run_dir: Path) -> None:
+    cache = Path(os.environ.get("LAB_CACHE", "/var/cache/lvs-dr-lab"))
+    group = grp.getgrnam(LAB_USER).gr_gid
+    st = cache.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, group, 0o710), (st.st_uid, st.st_gid, oct(st.st_mode))
+    for disk in cache.glob("disk-*.img"):
+        st = disk.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, group, 0o640), (disk, oct(st.st_mode))
+    for key in cache.glob("guest-*.key*"):
+        assert stat.S_IMODE(key.stat().st_mode) & 0o077 == 0, (key, oct(key.stat().st_mode))
+    cow = (cache / "uml" / "lab.cow").stat()
+    assert cow.st_uid == pwd.getpwnam(LAB_USER).pw_uid and stat.S_IMODE(cow.st_mode) & 0o077 == 0, oct(cow.st_mode)
