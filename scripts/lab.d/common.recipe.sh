@@ -18,12 +18,14 @@ PROXY_URL=http://$LINK_HOST_IP:$PROXY_PORT
 NO_PROXY_LIST=localhost,127.0.0.1,::1,169.254.0.0/16,172.16.0.0/12,.lab
 
 # debootstrap into $2 with the packages in $1 (comma list), reusing downloaded debs.
-# It runs in a mount namespace of its own so an interrupted run leaves no mounts behind.
+# It runs in a mount namespace of its own so an interrupted run leaves no mounts behind. The
+# mirror is plain http: the Release file's signature is checked against debian-archive-keyring
+# (a host package), and a missing key fails the build instead of skipping the check.
 debootstrap_root() {
     local packages=$1 root=$2
     mkdir -p "$CACHE/debs"
     unshare --mount --propagation private \
-        debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$packages" \
+        debootstrap --force-check-gpg --variant=minbase --cache-dir="$CACHE/debs" --include="$packages" \
         "$SUITE" "$root" "$MIRROR" >"$root.debootstrap.log" 2>&1 \
         || die "debootstrap of $root failed; see $root.debootstrap.log"
     rm -f "$root.debootstrap.log"
@@ -43,8 +45,9 @@ in_root() {
             DEBIAN_FRONTEND=noninteractive "$@"' sh "$root" "$@"
 }
 
-# apt sources, the proxy for apt/pip/curl, and the host's CA trust: this host's outbound
-# HTTPS may be re-signed by a CA that only the host's bundle trusts.
+# apt sources, the proxy for apt/pip/curl, and the host's extra CA trust: this host's outbound
+# HTTPS may be re-signed by a CA that only the host's bundle trusts. Only the host's CAs that
+# Debian's own bundle lacks are added.
 configure_debian() {
     local root=$1
     cat >"$root/etc/apt/sources.list" <<EOF
@@ -70,12 +73,17 @@ http_proxy=$PROXY_URL
 https_proxy=$PROXY_URL
 no_proxy=$NO_PROXY_LIST
 EOF
-    # One certificate a file: update-ca-certificates links only single-certificate files.
+    # One certificate a file: update-ca-certificates links only single-certificate files. The
+    # first file read is Debian's bundle (what the root trusts already), the second the host's.
     mkdir -p "$root/usr/local/share/ca-certificates/lab-host"
     awk -v dir="$root/usr/local/share/ca-certificates/lab-host" '
-        /-----BEGIN CERTIFICATE-----/ { n++; out = sprintf("%s/host-%03d.crt", dir, n) }
-        out { print > out }
-        /-----END CERTIFICATE-----/ { close(out); out = "" }' "$HOST_CA_BUNDLE"
+        /-----BEGIN CERTIFICATE-----/ { pem = ""; inside = 1 }
+        inside { pem = pem $0 "\n" }
+        /-----END CERTIFICATE-----/ {
+            inside = 0
+            if (FNR == NR) { debian[pem] = 1 }
+            else if (!(pem in debian)) { out = sprintf("%s/host-%03d.crt", dir, ++n); printf "%s", pem > out; close(out) }
+        }' "$root/etc/ssl/certs/ca-certificates.crt" "$HOST_CA_BUNDLE"
     in_root "$root" update-ca-certificates >/dev/null 2>&1
     # The UML kernel has no nftables ip/arp families: legacy backends only.
     local tool

@@ -255,3 +255,20 @@ def test_cache_is_roots_and_the_disks_the_guests_alone(run_dir: Path) -> None:
         assert stat.S_IMODE(key.stat().st_mode) & 0o077 == 0, (key, oct(key.stat().st_mode))
     cow = (cache / "uml" / "lab.cow").stat()
     assert cow.st_uid == pwd.getpwnam(LAB_USER).pw_uid and stat.S_IMODE(cow.st_mode) & 0o077 == 0, oct(cow.st_mode)
+
+
+def test_only_the_hosts_extra_cas_are_added(run_dir: Path) -> None:
+    """The guest root and the images trust Debian's bundle plus the host's CAs it lacks, not every host CA."""
+    # The running guest's root: its login key is that folder's name plus .key.
+    key = next(line.split()[1] for line in (run_dir / "ssh_config").read_text().splitlines() if line.strip().startswith("IdentityFile"))
+    guest = Path(key.removesuffix(".key"))
+    added = sorted((guest / "usr/local/share/ca-certificates/lab-host").glob("*.crt"))
+    debian = (guest / "etc/ssl/certs/ca-certificates.crt").read_text()
+    host = Path(os.environ.get("LAB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")).read_text()
+    host_count = host.count("-----BEGIN CERTIFICATE-----")
+    assert len(added) < host_count, f"{len(added)} of the host's {host_count} CAs were added"
+    mozilla = "".join(f.read_text() for f in (guest / "usr/share/ca-certificates/mozilla").glob("*.crt"))
+    for cert in added:
+        pem = cert.read_text()
+        assert pem in host and pem not in mozilla, f"{cert.name} is not an extra of the host's"
+        assert pem in debian, f"{cert.name} is not trusted in the guest"
