@@ -2,7 +2,7 @@
 in network namespaces of its own.
 
 IPVS tests (tests/integration/ipvs) need a kernel with IPVS: the lab's, through
-`scripts/lab run -- python -m pytest tests/integration`. arptables tests run here too, and
+`scripts/lab run -- python -m pytest -p no:cacheprovider tests/integration`. arptables tests run here too, and
 on this host (scripts/test does both).
 """
 
