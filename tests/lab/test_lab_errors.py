@@ -56,3 +56,15 @@ def test_up_refuses_with_a_clear_message_and_changes_nothing(lab_env: dict[str, 
     assert message in result.stderr, result.stderr
     assert lab("status").returncode == 0, "the running lab was disturbed"
     assert subprocess.run(["ip", "link", "show", "lvslab0"], capture_output=True, check=False).returncode == 0
+
+
+def test_up_refuses_a_checkout_the_guests_user_cannot_read(lab_env: dict[str, str], tmp_path: Path) -> None:
+    """A copy of the lab's scripts in pytest's own folders (0700, root's): the guest could not read that checkout."""
+    copy = tmp_path / "checkout"
+    copy.mkdir()
+    subprocess.run(["cp", "-r", str(LAB.parent), str(copy / "scripts")], check=True)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LAB_ENGINE": "uml"}
+    result = subprocess.run([str(copy / "scripts" / "lab"), "up"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0, result
+    assert "does not let other users through to the checkout" in result.stderr and str(copy) in result.stderr, result.stderr
+    assert lab("status").returncode == 0, "the running lab was disturbed"
