@@ -3,7 +3,9 @@ missing, and changes nothing: the running lab stays up, with its tap device."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -58,13 +60,25 @@ def test_up_refuses_with_a_clear_message_and_changes_nothing(lab_env: dict[str, 
     assert subprocess.run(["ip", "link", "show", "lvslab0"], capture_output=True, check=False).returncode == 0
 
 
-def test_up_refuses_a_checkout_the_guests_user_cannot_read(lab_env: dict[str, str], tmp_path: Path) -> None:
-    """A copy of the lab's scripts in pytest's own folders (0700, root's): the guest could not read that checkout."""
-    copy = tmp_path / "checkout"
-    copy.mkdir()
-    subprocess.run(["cp", "-r", str(LAB.parent), str(copy / "scripts")], check=True)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LAB_ENGINE": "uml"}
-    result = subprocess.run([str(copy / "scripts" / "lab"), "up"], env=env, capture_output=True, text=True, timeout=120, check=False)
+@pytest.mark.parametrize("hidden", ["a folder above it", "a file in it"])
+def test_up_refuses_a_checkout_the_guests_user_cannot_read(lab_env: dict[str, str], tmp_path: Path, hidden: str) -> None:
+    """A copy of the lab's scripts: in pytest's own folders (0700, root's), or in a folder others may
+    enter but with one file others may not read. The guest (its own user) could not read that checkout."""
+    if hidden == "a folder above it":
+        copy, message = tmp_path / "checkout", "does not let other users through to the checkout"
+        copy.mkdir()
+    else:
+        copy = Path(tempfile.mkdtemp(prefix="lvs-lab-checkout-", dir="/tmp"))
+        copy.chmod(0o755)
+        message = f"{copy}/secret is not readable by other users"
+    try:
+        subprocess.run(["cp", "-r", str(LAB.parent), str(copy / "scripts")], check=True)
+        (copy / "secret").touch(mode=0o600)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LAB_ENGINE": "uml"}
+        result = subprocess.run([str(copy / "scripts" / "lab"), "up"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        if hidden == "a file in it":
+            shutil.rmtree(copy)
     assert result.returncode != 0, result
-    assert "does not let other users through to the checkout" in result.stderr and str(copy) in result.stderr, result.stderr
+    assert message in result.stderr and str(copy) in result.stderr, result.stderr
     assert lab("status").returncode == 0, "the running lab was disturbed"
