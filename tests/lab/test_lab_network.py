@@ -185,10 +185,10 @@ def test_proxy_forwards_nothing_to_this_hosts_loopback(lab_env: dict[str, str]) 
     assert asked == [], f"the proxy forwarded to this host's loopback: {asked}"
 
 
-def test_proxy_runs_as_nobody_and_allows_only_the_mirrors(run_dir: Path) -> None:
+def test_proxy_runs_as_its_own_user_and_allows_only_the_mirrors(run_dir: Path) -> None:
     pid = (run_dir / "tinyproxy.pid").read_text().strip()
     uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")).split()[1:]
-    assert set(uids) == {str(65534)}, f"tinyproxy runs as uids {uids}"
+    assert set(uids) == {str(pwd.getpwnam("tinyproxy").pw_uid)}, f"tinyproxy runs as uids {uids}"
     conf = (run_dir / "tinyproxy.conf").read_text()
     assert "FilterDefaultDeny Yes" in conf and "ConnectPort 80\n" not in conf
     assert (run_dir / "tinyproxy.filter").read_text().split() == [r"^deb\.debian\.org$", r"^pypi\.org$", r"^files\.pythonhosted\.org$"]
@@ -241,6 +241,19 @@ def test_the_lab_users_own_sockets_are_refused(lab_env: dict[str, str]) -> None:
             check=False,
         )
     assert asked == [] and result.returncode == 7, result
+
+
+def test_only_root_opens_connections_to_the_guest(lab_env: dict[str, str]) -> None:
+    """Another local user cannot reach the guest's sshd (nor anything else the guest listens on)."""
+    probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-sS", "--max-time", "5", f"telnet://{GUEST_LINK}:22"]
+    result = subprocess.run(probe, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 7, result
+
+
+def test_links_and_files_planted_in_tmp_are_not_followed_while_the_lab_is_up(lab_env: dict[str, str]) -> None:
+    """The guest's user can write /tmp: Debian's protections are on for as long as the lab is."""
+    assert int(Path("/proc/sys/fs/protected_symlinks").read_text()) >= 1
+    assert int(Path("/proc/sys/fs/protected_regular").read_text()) >= 2
 
 
 def test_cache_is_roots_and_the_disks_the_guests_alone(run_dir: Path) -> None:
