@@ -8,7 +8,7 @@
 
 IMAGE_REPO=lvs-dr-lab/debian12
 IMAGE_PACKAGES_base=systemd,systemd-sysv,dbus,python3,iproute2,iputils-ping,ca-certificates,curl,procps
-IMAGE_PACKAGES_baked=$IMAGE_PACKAGES_base,ipvsadm,arptables,apache2,python3-apt,python3-venv,python3-packaging,kmod
+IMAGE_PACKAGES_baked=$IMAGE_PACKAGES_base,ipvsadm,arptables,apache2,python3-apt,python3-venv,python3-packaging,kmod,iputils-arping
 
 # image_tag VARIANT: the image name in the lab's engine.
 image_tag() {
