@@ -34,6 +34,7 @@ def segment():
     for name in ns.values():
         run("ip", "netns", "add", name)
         run("ip", "-n", name, "link", "set", "lo", "up")
+    listener = None
     try:
         run("ip", "-n", ns["rs"], "addr", "add", f"{VIP}/32", "dev", "lo")
         for rs_dev, peer, dev, net in (("r0", "director", "d0", "10.77.0"), ("r1", "neighbour", "n0", "10.78.0")):
@@ -54,7 +55,7 @@ def segment():
             time.sleep(0.1)
         yield ns
     finally:
-        if "listener" in locals():
+        if listener:
             listener.kill()
             listener.wait()
         for name in ns.values():
