@@ -125,7 +125,7 @@ def test_ipvs_sysctls_with_the_flood_defences(lab):
     # in the kernel now and, in the restarted round, again from /etc/sysctl.d at boot.
     names = ["expire_quiescent_template", "expire_nodest_conn", "conn_reuse_mode", "drop_entry", "secure_tcp"]
     values = lab.run(lab.director, " ".join(["cat"] + [f"/proc/sys/net/ipv4/vs/{name}" for name in names])).split()
-    assert dict(zip(names, values)) == {
+    assert dict(zip(names, values, strict=True)) == {
         "expire_quiescent_template": "1",
         "expire_nodest_conn": "0",
         "conn_reuse_mode": "1",
