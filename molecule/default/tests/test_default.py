@@ -118,3 +118,17 @@ def test_ipvsadm_lists_every_service_and_real_with_route(lab):
     stats = lab.run(lab.director, "ipvsadm -Ln --stats --exact")
     service = re.search(rf"^TCP\s+{re.escape(lab.vip)}:80\s+(\d+)\s+(\d+)\s+(\d+)", stats, re.M)
     assert service and int(service.group(3)) == 0, stats
+
+
+def test_ipvs_sysctls_with_the_flood_defences(lab):
+    # The role's default director_ipvs_sysctls (the drain's and the flood defences' automatic modes),
+    # in the kernel now and, in the restarted round, again from /etc/sysctl.d at boot.
+    names = ["expire_quiescent_template", "expire_nodest_conn", "conn_reuse_mode", "drop_entry", "secure_tcp"]
+    values = lab.run(lab.director, " ".join(["cat"] + [f"/proc/sys/net/ipv4/vs/{name}" for name in names])).split()
+    assert dict(zip(names, values, strict=True)) == {
+        "expire_quiescent_template": "1",
+        "expire_nodest_conn": "0",
+        "conn_reuse_mode": "1",
+        "drop_entry": "1",
+        "secure_tcp": "1",
+    }

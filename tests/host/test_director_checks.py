@@ -1,0 +1,91 @@
+"""The director role's variable checks (roles/director/tasks/checks.yml) in a network namespace of
+the test's own, where the "director" has d0 on 10.77.0.0/24 and a default route through 10.77.0.254.
+
+Issue 15, item 6: DR sends a real server its packets by MAC, so a DR real server must be on a
+segment of the director (its route has no gateway). A real server of the realservers group
+(realserver_address, or its own default IPv4 fact when that is not set) or a listed one that is
+off-link is refused before anything changes, naming the variable to set and the route; tunnel and NAT
+real servers may be anywhere, and a real server being removed is not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..integration.conftest import run
+
+VIP = "10.77.0.100"
+ON_LINK, OFF_LINK, OFF_LINK2 = "10.77.0.2", "192.0.2.9", "198.51.100.7"
+
+
+@pytest.fixture
+def director_netns(netns):
+    run("ip", "-n", netns, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+    run("ip", "-n", netns, "addr", "add", "10.77.0.1/24", "dev", "d0")
+    for dev in ("d0", "d0p"):
+        run("ip", "-n", netns, "link", "set", dev, "up")
+    run("ip", "-n", netns, "route", "add", "default", "via", "10.77.0.254")
+    return netns
+
+
+def checks(netns, collections_path, tmp_path, services, realservers):
+    """Run the role's checks on localhost in the namespace: (exit code, output)."""
+    inventory = {
+        "all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "children": {"realservers": {"hosts": realservers}},
+        }
+    }
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": True,
+            "tasks": [{"ansible.builtin.include_role": {"name": "lvs.dr.director", "tasks_from": "checks"}}],
+            "vars": {"director_services": services, "director_vip_interface": "d0"},
+        }
+    ]
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    argv = ["ip", "netns", "exec", netns, str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "inventory.json")]
+    proc = subprocess.run([*argv, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+SEED = {"protocol": "tcp", "address": VIP, "port": 80}
+
+
+def test_on_link_real_servers_pass(director_netns, collections_path, tmp_path):
+    services = [
+        SEED,
+        # Elsewhere, but not by DR: tunnel and NAT real servers route through a gateway; one being removed is not checked.
+        {**SEED, "port": 81, "reals": [{"address": OFF_LINK, "forwarding_method": "tunnel"}, {"address": OFF_LINK2, "forwarding_method": "nat"}]},
+        {**SEED, "port": 82, "reals": [{"address": ON_LINK}, {"address": OFF_LINK, "state": "absent"}]},
+    ]
+    rc, out = checks(director_netns, collections_path, tmp_path, services, {"rs1": {"realserver_address": ON_LINK}})
+    assert rc == 0, out
+
+
+def test_a_group_real_server_off_the_segment_is_refused(director_netns, collections_path, tmp_path):
+    # A host of the group whose address is off-link (from realserver_address, or from its own default IPv4 fact
+    # when that is not set: the same address the check is given).
+    realservers = {"rs1": {"realserver_address": ON_LINK}, "rs2": {"realserver_address": OFF_LINK}}
+    rc, out = checks(director_netns, collections_path, tmp_path, [SEED], realservers)
+    assert rc != 0, out
+    assert f"the DR real servers {OFF_LINK} are not on a segment of this director (ip route get: {OFF_LINK} via 10.77.0.254 dev d0" in out, out
+    assert "set realserver_address of that host in group realservers (or the address in director_services' reals)" in out, out
+    assert "failed: [localhost] (item=every DR real server is on-link)" in out, out
+
+
+def test_a_listed_real_server_off_the_segment_is_refused(director_netns, collections_path, tmp_path):
+    services = [{**SEED, "reals": [{"address": ON_LINK}, {"address": OFF_LINK2, "forwarding_method": "route"}]}]
+    rc, out = checks(director_netns, collections_path, tmp_path, services, {})
+    assert rc != 0, out
+    assert f"the DR real servers {OFF_LINK2} are not on a segment of this director" in out, out
