@@ -11,14 +11,13 @@ real servers may be anywhere, and a real server being removed is not checked.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ..integration.conftest import run
+from ..integration.conftest import playbook_env, run
 
 VIP = "10.77.0.100"
 ON_LINK, OFF_LINK, OFF_LINK2 = "10.77.0.2", "192.0.2.9", "198.51.100.7"
@@ -52,8 +51,7 @@ def checks(netns, collections_path, tmp_path, services, realservers):
     ]
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "play.yml").write_text(json.dumps(play))
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = playbook_env(collections_path, tmp_path)
     argv = ["ip", "netns", "exec", netns, str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "inventory.json")]
     proc = subprocess.run([*argv, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, check=False)
     return proc.returncode, proc.stdout + proc.stderr

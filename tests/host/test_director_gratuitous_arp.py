@@ -11,7 +11,6 @@ The same on the lab's containers: molecule/default/tests/test_gratuitous_arp.py.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..integration.conftest import PROJECT, run
+from ..integration.conftest import PROJECT, playbook_env, run
 
 VIP, DIRECTOR, CLIENT = "10.77.0.100", "10.77.0.1", "10.77.0.250"
 WRONG_MAC = "02:00:00:00:be:ef"
@@ -48,7 +47,6 @@ def segment():
 
 def render_unit(collections_path: Path, tmp_path: Path, director_ns: str, announce: bool) -> Path:
     """lvs-dr-vips.service as the director role renders it, for VIP on d0."""
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     (tmp_path / "units").mkdir()
     play = [
         {
@@ -71,7 +69,7 @@ def render_unit(collections_path: Path, tmp_path: Path, director_ns: str, announ
         "director_unit_dir": str(tmp_path / "units"),
     }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = playbook_env(collections_path, tmp_path)
     argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}"]
     proc = subprocess.run([*argv, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from ..integration.conftest import playbook_env
+
 VERSION = "0.9.7"
 WHEEL = f"pyroute2-{VERSION}-py3-none-any.whl"
 DEFAULTS = Path(__file__).resolve().parents[2] / "roles" / "director" / "defaults" / "main.yml"
@@ -44,7 +46,6 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.fixture
 def play(collections_path, tmp_path):
     """play(VARS, *options) -> (exit code, output) of the role's pyroute2.yml on localhost."""
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     playbook = [
         {
             "hosts": "localhost",
@@ -53,7 +54,7 @@ def play(collections_path, tmp_path):
         }
     ]
     (tmp_path / "play.yml").write_text(json.dumps(playbook))
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = playbook_env(collections_path, tmp_path)
 
     def _play(variables, *options):
         base = {

@@ -12,7 +12,6 @@ MAC). A second run and check mode change nothing; an empty list removes the tabl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..integration.conftest import run
+from ..integration.conftest import playbook_env, run
 
 VIP = "10.77.0.100"
 
@@ -79,10 +78,9 @@ def reaches(netns, address=VIP) -> bool:
 @pytest.fixture
 def play(segment, collections_path, tmp_path):
     """play(MACS, *options) -> (exit code, output) of the role's nft tasks in the real server's namespace."""
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     tasks = [{"ansible.builtin.include_role": {"name": "lvs.dr.realserver", "tasks_from": "director_macs_rules"}}]
     (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = playbook_env(collections_path, tmp_path)
 
     def _play(macs, *options):
         variables = {

@@ -17,7 +17,6 @@ molecule/default/tests/test_without_suppression_at_boot.py.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ..integration.arptables.test_arptables_rule import BACKENDS
-from ..integration.conftest import run
+from ..integration.conftest import playbook_env, run
 
 VIP, VIP2, RIP = "172.25.8.100", "172.25.8.101", "172.25.8.2"
 IFACE = "rs0"
@@ -47,14 +46,7 @@ def iface_netns(netns):
 def play(iface_netns, collections_path, tmp_path):
     """play(TASKS, VARS, *options) -> (exit code, output) of a play on localhost in the namespace
     whose tasks are TASKS (a list of dicts), with VARS as extra variables."""
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")  # not the checkout's, with its lab inventory
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
-        "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_PIPELINING": "1",
-    }
+    env = playbook_env(collections_path, tmp_path)
 
     def _play(tasks, variables, *options, gather_facts=False):
         (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": gather_facts, "tasks": tasks}]))

@@ -48,6 +48,20 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+def playbook_env(collections_path: Path, folder: Path) -> dict[str, str]:
+    """The environment of an ansible-playbook run on this host from FOLDER: the collection from
+    COLLECTIONS_PATH, an empty ansible.cfg of FOLDER's (not the checkout's, with its lab
+    inventory), no colours, pipelining."""
+    (folder / "ansible.cfg").write_text("[defaults]\n")
+    return {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
+        "ANSIBLE_CONFIG": str(folder / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "1",
+    }
+
+
 @pytest.fixture(scope="session")
 def collections_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A collections root where ansible_collections/lvs/dr is this checkout."""

@@ -9,7 +9,6 @@ The package install and the boot unit (tasks/arptables.yml) are left out: they c
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import playbook_env
 from .test_arptables_rule import BACKENDS, cli, rule_lines, rule_set
 
 VIP, VIP2 = "172.25.8.100", "172.25.8.101"
@@ -41,14 +41,7 @@ def backend(request):
 def play(netns, backend, collections_path, tmp_path):
     """play(VIPS, ADDRESS, *ansible-playbook options) -> (exit code, output) of the role's ARP tasks in the namespace."""
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")  # not the checkout's, with its lab inventory
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
-        "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_PIPELINING": "1",
-    }
+    env = playbook_env(collections_path, tmp_path)
 
     def _play(vips, address, *options):
         variables = {
