@@ -16,6 +16,9 @@ short_description: Fill in the director role's services with their scheduler and
 description:
   - Returns the list of services given, each with O(scheduler) where it names none (or null), and where it has no
     C(reals) (or null) with one real server per host of O(hosts). Nothing else is changed; the input is not modified.
+  - Each service's health check (its C(check), keepalived's) is O(check) updated with the service's own; without
+    O(check) (a director that runs no health checks) the C(check) keys are dropped, so that lvs.dr.ipvs_table does not
+    see them.
   - The lvs.dr.director role uses it to build lvs.dr.ipvs_table's O(lvs.dr.ipvs_table#module:services) from
     C(director_services).
 options:
@@ -36,6 +39,9 @@ options:
     type: list
     elements: dict
     default: []
+  check:
+    description: The health check of services that have none (C(director_ha_check)); null drops the services' checks.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -66,14 +72,20 @@ def host_address(host):
     return address
 
 
-def resolve_services(services, scheduler="rr", hosts=()):
+def resolve_services(services, scheduler="rr", hosts=(), check=None):
     if not isinstance(services, (list, tuple)) or not all(isinstance(s, dict) for s in services):
         raise AnsibleFilterError(f"resolve_services: the services must be a list of dicts, got {services!r}")
     reals = [{"address": host_address(host)} for host in hosts]
     resolved = []
     for service in services:
         defaults = {"scheduler": scheduler, "reals": reals}
-        resolved.append({**service, **{k: v for k, v in defaults.items() if service.get(k) is None}})
+        entry = {**service, **{k: v for k, v in defaults.items() if service.get(k) is None}}
+        own = entry.pop("check", None) or {}
+        if not isinstance(own, dict):
+            raise AnsibleFilterError(f"director_services: check must be a dict (type, path, status, ...), got {own!r}")
+        if check is not None:
+            entry["check"] = {**check, **own}
+        resolved.append(entry)
     return resolved
 
 

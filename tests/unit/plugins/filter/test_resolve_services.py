@@ -52,3 +52,17 @@ def test_an_address_that_templates_from_missing_facts_is_empty():
             raise AnsibleUndefinedVariable("'dict object' has no attribute 'eth1'")
 
     assert resolve_services([{"address": "10.9.0.1", "port": 80}], hosts=[Unresolvable()])[0]["reals"] == [{"address": ""}]
+
+
+def test_checks_take_the_default_and_are_dropped_without_one() -> None:
+    services = [{"address": "10.9.0.1", "port": 80, "check": {"type": "http", "path": "/health"}}, {"address": "10.9.0.1", "port": 443}]
+    default = {"type": "tcp", "path": "/", "status": 200, "delay_loop": 2}
+    checked = resolve_services(services, hosts=HOSTS, check=default)
+    assert [s["check"] for s in checked] == [{"type": "http", "path": "/health", "status": 200, "delay_loop": 2}, default]
+    assert all("check" not in s for s in resolve_services(services, hosts=HOSTS))
+    assert services[0]["check"] == {"type": "http", "path": "/health"}  # the input is not modified
+
+
+def test_a_check_that_is_not_a_dict_names_the_variable() -> None:
+    with pytest.raises(AnsibleFilterError, match="director_services: check must be a dict"):
+        resolve_services([{"address": "10.9.0.1", "port": 80, "check": "http"}], check={})
