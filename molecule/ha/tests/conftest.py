@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 _spec = importlib.util.spec_from_file_location("lvs_default_topology", Path(__file__).resolve().parents[2] / "default" / "tests" / "conftest.py")
-seed = importlib.util.module_from_spec(_spec)
+seed = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seed)
 
 # How long the tests wait for a change to show (a failover, a health check's verdict). The
