@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -97,7 +96,22 @@ def one_run(advert, args, detect):
     load = start_load(args.rate, args.timeout, args.max_seconds)
     size = args.transfer_mb * 1_000_000
     transfer = subprocess.Popen(
-        ["docker", "exec", CLIENT, "curl", "-sS", "--noproxy", "*", "--limit-rate", "1M", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"http://{VIP}/failover.bin"],
+        [
+            "docker",
+            "exec",
+            CLIENT,
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            "--limit-rate",
+            "1M",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            f"http://{VIP}/failover.bin",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -117,8 +131,11 @@ def one_run(advert, args, detect):
         victim = REALS[0]
         address = sh(victim, "ip -4 -o addr show eth0").split()[3].split("/")[0]
         # Debian's apache2.service restarts a web server killed by a signal: not for this test.
-        sh(victim, "mkdir -p /run/systemd/system/apache2.service.d && printf '[Service]\\nRestart=no\\n' "
-           ">/run/systemd/system/apache2.service.d/bench.conf && systemctl daemon-reload")
+        sh(
+            victim,
+            "mkdir -p /run/systemd/system/apache2.service.d && printf '[Service]\\nRestart=no\\n' "
+            ">/run/systemd/system/apache2.service.d/bench.conf && systemctl daemon-reload",
+        )
         poll = subprocess.Popen(
             ["docker", "exec", backup, "sh", "-c", f"while ipvsadm -Ln | grep -q ' {address}:80 '; do sleep 0.1; done; date +%s.%N"],
             stdout=subprocess.PIPE,

@@ -22,10 +22,10 @@ description:
     C(keepalived.conf), one C(real_server) with its health check per real server.
   - Each service and real server is normalised and checked as lvs.dr.ipvs_table does, so a service that module would
     refuse is refused here, with the same message.
-  - A service or real server with C(state=absent) is left out. A real server with C(state=drained) gets weight 0:
+  - A service or real server with C(state=absent) is left out. A real server with C(state=drained) gets weight 0;
     keepalived sets it, new connections go elsewhere, established ones go on.
   - The check's C(type) is V(tcp) (C(TCP_CHECK)), V(http) (C(HTTP_GET) of C(path), expecting C(status)) or V(none) (no
-    checker: the real server stays in the table). C(port) checks another port than the real server's. C(delay_loop),
+    checker, the real server stays in the table). C(port) checks another port than the real server's. C(delay_loop),
     C(connect_timeout), C(retry) and C(delay_before_retry) are keepalived's, in seconds.
 options:
   _input:

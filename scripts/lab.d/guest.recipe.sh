@@ -3,7 +3,7 @@
 # reached from the host over ssh on the link-local tap. Sourced by scripts/lab after
 # common.recipe.sh.
 
-GUEST_PACKAGES=systemd,systemd-sysv,dbus,udev,openssh-server,iproute2,iptables,arptables,ipvsadm,docker.io,kmod,procps,ca-certificates,python3,python3-venv,curl,psmisc
+GUEST_PACKAGES=systemd,systemd-sysv,dbus,udev,openssh-server,iproute2,iptables,arptables,ipvsadm,docker.io,crun,kmod,procps,ca-certificates,python3,python3-venv,curl,psmisc
 # Kernel modules the lab needs loaded at boot (the UML kernel has them as modules; its 6.1
 # has no ip_vs_twos, which came with 6.2).
 GUEST_MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_lblc ip_vs_lblcr ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_pe_sip arp_tables arptable_filter arpt_mangle veth bridge br_netfilter overlay nf_conntrack"
@@ -44,9 +44,13 @@ EOF
     in_root "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1
 
     # Docker would otherwise give containers public resolvers; the proxy resolves names.
+    # crun (C) instead of runc (Go) starts each container process: every Ansible task and
+    # testinfra check is a `docker exec`, and in UML, where each new process and page costs
+    # host round trips, crun's exec took 1.4 s against runc's 3.6 s (same container, busy guest).
     mkdir -p "$root/etc/docker"
     cat >"$root/etc/docker/daemon.json" <<EOF
-{"dns": ["$LINK_HOST_IP"], "log-driver": "local", "storage-driver": "overlay2"}
+{"dns": ["$LINK_HOST_IP"], "log-driver": "local", "storage-driver": "overlay2",
+ "runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "crun"}
 EOF
 
     install -d -m 0700 "$root/root/.ssh"
