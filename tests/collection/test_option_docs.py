@@ -68,6 +68,10 @@ def test_ipvs_table_documents_the_declaration():
     assert shape({"drain_timeout": options["drain_timeout"]}) == declared({"drain_timeout": spec.DRAIN_TIMEOUT})
 
 
+def test_ipvs_sync_daemon_documents_the_declaration():
+    assert shape(documented("ipvs_sync_daemon")) == declared(spec.SYNC_DAEMON)
+
+
 def no_aliases(options):
     return {name: without(option, "aliases") for name, option in options.items()}
 
