@@ -88,3 +88,4 @@ def test_director_role_spec_agrees_with_the_declaration():
     assert shape(options["director_table_protected"]["options"]) == declared(spec.PROTECTED)
     assert options["director_default_scheduler"]["choices"] == spec.SCHEDULERS
     assert options["director_drain_timeout"]["default"] == spec.DRAIN_TIMEOUT["default"]
+    assert shape(options["director_sync_daemons"]["options"]) == declared(spec.SYNC_DAEMON)

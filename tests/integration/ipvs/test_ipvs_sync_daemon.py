@@ -1,17 +1,22 @@
 """lvs.dr.ipvs_sync_daemon against the kernel's sync daemons, each test in network namespaces of
 its own: start, stop, both modes at once, idempotence, check mode, a change restarts the daemon,
-a refused restart puts the old daemon back; ipvs_info reports the daemons; and a master's
-connections really reach a backup in another namespace."""
+a refused restart puts the old daemon back; ipvs_info reports the daemons; a master's
+connections really reach a backup in another namespace; and the director role's boot unit
+(lvs-dr-ipvs-sync.service) starts, through ipvsadm, exactly the daemons the module runs."""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from ..conftest import run
+from ..conftest import PROJECT, playbook_env, run
 from .conftest import ADDRESSES, PORT, VIP, HeldConnection, ipvs_table
 
 MASTER = {"mode": "master", "interface": "sync0", "syncid": 10}
@@ -193,3 +198,65 @@ def test_a_masters_connection_reaches_the_backups_table(standby, run_module):
         assert synced.split()[0] == "TCP" and synced.split()[2] == "ESTABLISHED", synced
     finally:
         client.close()
+
+
+# --- the director role's boot unit ---
+
+
+def render_sync_unit(collections_path: Path, tmp_path: Path, daemons: list[dict]) -> str:
+    """lvs-dr-ipvs-sync.service as the director role's template renders it for DAEMONS (the
+    role's director_sync_wanted), with Debian's variables."""
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {"ansible.builtin.include_vars": str(PROJECT / "roles" / "director" / "vars" / "Debian.yml")},
+                {
+                    "ansible.builtin.template": {
+                        "src": str(PROJECT / "roles" / "director" / "templates" / "lvs-dr-ipvs-sync.service.j2"),
+                        "dest": str(tmp_path / "lvs-dr-ipvs-sync.service"),
+                        "mode": "0644",
+                    }
+                },
+            ],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    (tmp_path / "vars.json").write_text(json.dumps({"ansible_python_interpreter": sys.executable, "director_sync_wanted": daemons}))
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}"]
+    proc = subprocess.run([*argv, str(tmp_path / "play.yml")], capture_output=True, text=True, env=playbook_env(collections_path, tmp_path), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (tmp_path / "lvs-dr-ipvs-sync.service").read_text()
+
+
+def run_unit(netns: str, unit: str, kind: str) -> None:
+    """The unit's KIND= commands (ExecStart, ExecStop) in the namespace, as systemd runs them
+    (argv, no shell; "-": a failure is ignored)."""
+    for line in re.findall(rf"^{kind}=(.*)$", unit, re.M):
+        proc = subprocess.run(["ip", "netns", "exec", netns, *shlex.split(line.lstrip("-"))], capture_output=True, text=True, check=False)
+        assert line.startswith("-") or proc.returncode == 0, f"{line}: {proc.stderr}"
+
+
+def test_boot_unit_starts_what_the_module_runs(sync_netns, run_module, collections_path, tmp_path):
+    wanted = [
+        MASTER,
+        {**BACKUP, "interface": "sync1", "syncid": 0, "sync_maxlen": 2000, "mcast_group": "ff02::81", "mcast_port": 9000, "mcast_ttl": 2},
+    ]
+    unit = render_sync_unit(collections_path, tmp_path, wanted)
+    assert "ExecStart=/usr/sbin/ipvsadm --start-daemon master --mcast-interface sync0 --syncid 10\n" in unit, unit
+    assert (
+        "ExecStart=/usr/sbin/ipvsadm --start-daemon backup --mcast-interface sync1 --syncid 0 "
+        "--sync-maxlen 2000 --mcast-group ff02::81 --mcast-port 9000 --mcast-ttl 2\n"
+    ) in unit, unit
+    # At boot: nothing runs yet.
+    run_unit(sync_netns, unit, "ExecStart")
+    for params in wanted:
+        result = run_module("ipvs_sync_daemon", params, netns=sync_netns)
+        assert result["rc"] == 0 and not result["changed"], result
+    # A start while they run (the role's first run starts the unit after the module): the same daemons.
+    listed = daemons(sync_netns)
+    run_unit(sync_netns, unit, "ExecStart")
+    assert daemons(sync_netns) == listed
+    run_unit(sync_netns, unit, "ExecStop")
+    assert daemons(sync_netns).strip() == ""
