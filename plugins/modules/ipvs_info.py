@@ -112,18 +112,11 @@ services:
 sync_daemons:
   description:
     - The connection-sync daemons that run, none, one or two (at most a master and a backup), each with the keys of
-      M(lvs.dr.ipvs_sync_daemon)'s options; give one back to that module and nothing changes.
+      M(lvs.dr.ipvs_sync_daemon)'s options, as that module returns one in RV(lvs.dr.ipvs_sync_daemon#module:after); give
+      one back to that module and nothing changes.
   returned: always
   type: list
   elements: dict
-  contains:
-    mode: {description: V(master) or V(backup)., type: str}
-    interface: {description: The multicast interface., type: str}
-    syncid: {description: The sync ID., type: int}
-    sync_maxlen: {description: The UDP payload of a sync message in bytes (null on kernels before 4.3)., type: int}
-    mcast_group: {description: The multicast group (null on kernels before 4.3)., type: str}
-    mcast_port: {description: The UDP port (null on kernels before 4.3)., type: int}
-    mcast_ttl: {description: The multicast TTL (null on kernels before 4.3)., type: int}
   sample:
     - {mode: master, interface: eth1, syncid: 10, sync_maxlen: 1472, mcast_group: 224.0.0.81, mcast_port: 8848, mcast_ttl: 1}
     - {mode: backup, interface: eth1, syncid: 10, sync_maxlen: 1472, mcast_group: 224.0.0.81, mcast_port: 8848, mcast_ttl: 1}
