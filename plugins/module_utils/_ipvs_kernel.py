@@ -12,7 +12,10 @@ _ipvs_plan turns both into task failures.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 import sys
 import traceback
 
@@ -69,6 +72,24 @@ def tunnel_types_supported():
     return LooseVersion(release) >= LooseVersion("5.3")
 
 
+def sync_options_supported():
+    """Whether this kernel takes and reports a sync daemon's sync_maxlen, multicast group, port and
+    TTL (Linux 4.3); older kernels ignore them and use their defaults."""
+    release = os.uname().release.split("-", 1)[0]
+    return LooseVersion(release) >= LooseVersion("4.3")
+
+
+SIOCGIFMTU = 0x8921
+
+
+def interface_mtu(name):
+    """The MTU of the interface NAME of this network namespace; OSError (ENODEV) when there is none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        # struct ifreq: the name, then a union of 24 bytes whose first int is the MTU
+        ifreq = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, struct.pack("=16si20x", name.encode(), 0))
+    return struct.unpack_from("=i", ifreq, 16)[0]
+
+
 class IPVSTable:
     """The kernel's IPVS table of this network namespace, over generic netlink."""
 
@@ -115,3 +136,14 @@ class IPVSTable:
         results = self.nl.write(nl.requests(writes))
         self.writes += results.count(0)
         return results
+
+    def daemons(self):
+        """[daemon] for each connection-sync daemon running in this network namespace (none, a
+        master, a backup, or both)."""
+        return self.nl.dump(nl.CMD_GET_DAEMON, b"", nl.daemon_from_attributes)
+
+    def write_daemon(self, action, daemon):
+        """Start ("add") or stop ("delete") the sync daemon DAEMON: the kernel's errno, 0 for done."""
+        [code] = self.nl.write([nl.daemon_request(daemon, action)])
+        self.writes += code == 0
+        return code

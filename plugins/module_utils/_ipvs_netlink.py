@@ -38,6 +38,7 @@ GENL_VERSION = 1
 
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
+CMD_NEW_DAEMON, CMD_DEL_DAEMON, CMD_GET_DAEMON = 9, 10, 11
 # (what, action) -> the command that does it
 WRITE_COMMANDS = {
     ("service", "add"): CMD_NEW_SERVICE,
@@ -47,7 +48,7 @@ WRITE_COMMANDS = {
     ("real", "set"): CMD_SET_DEST,
     ("real", "delete"): CMD_DEL_DEST,
 }
-ATTR_SERVICE, ATTR_DEST = 1, 2
+ATTR_SERVICE, ATTR_DEST, ATTR_DAEMON = 1, 2, 3
 # IPVS_SVC_ATTR_*
 SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK, SVC_SCHED, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK = range(1, 10)
 SVC_STATS, SVC_PE, SVC_STATS64 = 10, 11, 12
@@ -55,6 +56,11 @@ SVC_STATS, SVC_PE, SVC_STATS64 = 10, 11, 12
 DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH = range(1, 7)
 DEST_ACTIVE, DEST_INACT, DEST_PERSIST, DEST_STATS, DEST_AF, DEST_STATS64 = range(7, 13)
 DEST_TUN_TYPE, DEST_TUN_PORT, DEST_TUN_FLAGS = 13, 14, 15
+# IPVS_DAEMON_ATTR_*: the last five came in Linux 4.3 (older kernels neither send nor take them)
+DAEMON_STATE, DAEMON_MCAST_IFN, DAEMON_SYNC_ID, DAEMON_SYNC_MAXLEN = range(1, 5)
+DAEMON_MCAST_GROUP, DAEMON_MCAST_GROUP6, DAEMON_MCAST_PORT, DAEMON_MCAST_TTL = range(5, 9)
+# IP_VS_STATE_*: a daemon's mode
+DAEMON_MODES = {"master": 1, "backup": 2}
 # IPVS_STATS_ATTR_*: CONNS, INPKTS, OUTPKTS, INBYTES, OUTBYTES
 STATS_NAMES = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
 
@@ -284,6 +290,52 @@ def real_attributes(real, action):
 def service_identity(service):
     """nla(ATTR_SERVICE, ...) naming SERVICE: the body of a destination dump."""
     return nla(ATTR_SERVICE, service_attributes(service, full=False))
+
+
+_MODE_NAMES = {v: k for k, v in DAEMON_MODES.items()}
+
+
+def daemon_from_attributes(buf, top):
+    """A normalised sync daemon from one message of a daemon dump (TOP: its top-level attributes).
+    The fields of Linux 4.3 are None where an older kernel leaves them out."""
+    off, size = top[ATTR_DAEMON]
+    a = attrs(buf, off, off + size)
+    group = None
+    if DAEMON_MCAST_GROUP6 in a:
+        group = address(socket.AF_INET6, buf, a[DAEMON_MCAST_GROUP6][0])
+    elif DAEMON_MCAST_GROUP in a:
+        group = address(socket.AF_INET, buf, a[DAEMON_MCAST_GROUP][0])
+    return {
+        "mode": _MODE_NAMES.get(u32(buf, a, DAEMON_STATE), str(u32(buf, a, DAEMON_STATE))),
+        "interface": cstring(buf, a, DAEMON_MCAST_IFN),
+        "syncid": u32(buf, a, DAEMON_SYNC_ID),
+        "sync_maxlen": u16(buf, a, DAEMON_SYNC_MAXLEN) if DAEMON_SYNC_MAXLEN in a else None,
+        "mcast_group": group,
+        # host order, unlike a service's port: the kernel adds the thread number to it before htons
+        "mcast_port": u16(buf, a, DAEMON_MCAST_PORT) if DAEMON_MCAST_PORT in a else None,
+        "mcast_ttl": buf[a[DAEMON_MCAST_TTL][0]] if DAEMON_MCAST_TTL in a else None,
+    }
+
+
+def daemon_request(daemon, action):
+    """(command, body) that starts ("add") or stops ("delete") the sync daemon DAEMON (normalised;
+    to stop one, only its mode counts). The kernel has no SET for a daemon. Every field is sent,
+    so the kernel starts exactly the daemon described, not its own defaults."""
+    state = nla(DAEMON_STATE, U32.pack(DAEMON_MODES[daemon["mode"]]))
+    if action == "delete":
+        return CMD_DEL_DAEMON, nla(ATTR_DAEMON, state)
+    out = [state, nla(DAEMON_MCAST_IFN, daemon["interface"].encode() + b"\0"), nla(DAEMON_SYNC_ID, U32.pack(daemon["syncid"]))]
+    if daemon.get("sync_maxlen") is not None:
+        out.append(nla(DAEMON_SYNC_MAXLEN, U16.pack(daemon["sync_maxlen"])))
+    if daemon.get("mcast_group") is not None:
+        af = FAMILIES[family_of(daemon["mcast_group"])]
+        kind = DAEMON_MCAST_GROUP6 if af == socket.AF_INET6 else DAEMON_MCAST_GROUP
+        out.append(nla(kind, socket.inet_pton(af, daemon["mcast_group"])))
+    if daemon.get("mcast_port") is not None:
+        out.append(nla(DAEMON_MCAST_PORT, U16.pack(daemon["mcast_port"])))
+    if daemon.get("mcast_ttl") is not None:
+        out.append(nla(DAEMON_MCAST_TTL, bytes((daemon["mcast_ttl"],))))
+    return CMD_NEW_DAEMON, nla(ATTR_DAEMON, b"".join(out))
 
 
 def requests(writes):

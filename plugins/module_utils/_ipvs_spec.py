@@ -16,7 +16,8 @@ nothing to do:
 - service: family, protocol, address, port, fwmark, scheduler, persistent_timeout,
   persistent_netmask (a prefix length), persistence_engine, scheduler_flags, one_packet;
 - real: address, port, forwarding_method, weight, upper_threshold, lower_threshold,
-  tunnel_type, tunnel_port, tunnel_checksum.
+  tunnel_type, tunnel_port, tunnel_checksum;
+- sync daemon: mode, interface, syncid, sync_maxlen, mcast_group, mcast_port, mcast_ttl.
 """
 
 from __future__ import annotations
@@ -309,3 +310,110 @@ def real_options(real, service):
         if real.get(name) is not None:
             out[name] = real[name]
     return out
+
+
+# --- the connection-sync daemon ----------------------------------------------------------------
+#
+# A daemon: mode (master or backup: the kernel runs at most one of each per network namespace),
+# interface, syncid, sync_maxlen, mcast_group, mcast_port, mcast_ttl. The last four came in
+# Linux 4.3; left out, each takes the kernel's default, which the wanted daemon spells out so
+# that a daemon running with other values is told apart.
+
+SYNC_MODES = ["master", "backup"]
+SYNC_DAEMON = {
+    "mode": dict(type="str", choices=SYNC_MODES, required=True),
+    "state": dict(type="str", choices=["present", "absent"], default="present"),
+    "interface": dict(type="str"),
+    "syncid": dict(type="int", default=0, range=(0, 255, "a backup takes every master's messages", "")),
+    "sync_maxlen": dict(type="int"),
+    "mcast_group": dict(type="str"),
+    "mcast_port": dict(type="int", range=(1, U16_MAX, None, "")),
+    "mcast_ttl": dict(type="int", range=(1, 255, None, "")),
+}
+# The kernel's defaults (IP_VS_SYNC_GROUP, IP_VS_SYNC_PORT, a TTL of 1: the local segment).
+SYNC_DEFAULTS = {"mcast_group": "224.0.0.81", "mcast_port": 8848, "mcast_ttl": 1}
+SYNC_SINCE_4_3 = ("sync_maxlen", "mcast_group", "mcast_port", "mcast_ttl")
+IFNAMSIZ = 16
+
+
+def sync_headers(family):
+    """The bytes of IP and UDP header in a sync message: sync_maxlen is its UDP payload."""
+    return 48 if family == "ipv6" else 28
+
+
+def sync_maxlen_range(mode, family):
+    """The sync_maxlen the kernel keeps as given (start_sync_thread clamps any other): a backup's
+    receive buffer is at least 1024 bytes; the payload of a UDP datagram at most 65535 less its headers."""
+    return (1024 if mode == "backup" else 1), U16_MAX - sync_headers(family)
+
+
+def default_sync_maxlen(mode, family, mtu):
+    """What the kernel picks when sync_maxlen is left out: for a master, a 1500-byte packet's
+    payload; for a backup, the interface's MTU (MTU, at least 1500) less the headers."""
+    size = 1500 if mode == "master" else min(max(mtu, 1500), U16_MAX)
+    return size - sync_headers(family)
+
+
+def check_interface_name(name):
+    """NAME, or IPVSInputError unless it is a name the kernel may give an interface."""
+    text = "" if name is None else str(name)
+    if not text or text in (".", "..") or len(text.encode()) >= IFNAMSIZ or any(c in text for c in "/:\0") or any(c.isspace() for c in text):
+        raise IPVSInputError(
+            f"interface: '{text}' is not an interface name; use the name of an existing interface (ip link show), 1 to 15 characters without '/', ':' or spaces"
+        )
+    return text
+
+
+def want_daemon(params, mtu=None):
+    """The sync daemon as ipvs_sync_daemon's parameters describe it, normalised, with the kernel's
+    default for each option left out; MTU is the interface's, for a backup's sync_maxlen. For
+    state absent only the mode counts."""
+    mode = params["mode"]
+    if params.get("state", "present") != "present":
+        return {"mode": mode}
+    interface = check_interface_name(params.get("interface"))
+    syncid = check_range("syncid", params.get("syncid") or 0, SYNC_DAEMON["syncid"])  # None: the role's item left it out
+    group = params.get("mcast_group")
+    if group is None:
+        group = SYNC_DEFAULTS["mcast_group"]
+    else:
+        group = normalise_address(group, "mcast_group")
+        if not ipaddress.ip_address(group).is_multicast:
+            raise IPVSInputError(
+                f"mcast_group: {group} is not a multicast address; use one of 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6), "
+                f"or leave mcast_group out for the kernel's {SYNC_DEFAULTS['mcast_group']}"
+            )
+    family = family_of(group)
+    low, high = sync_maxlen_range(mode, family)
+    maxlen = params.get("sync_maxlen")
+    if maxlen is None:
+        maxlen = default_sync_maxlen(mode, family, mtu or 1500)
+    elif not low <= maxlen <= high:
+        raise IPVSInputError(
+            f"sync_maxlen: {maxlen} is out of range for a {mode} daemon with an {family} group; use {low} to {high} bytes of UDP "
+            "payload (the kernel would change any other value), or leave it out for the kernel's default"
+        )
+    return {
+        "mode": mode,
+        "interface": interface,
+        "syncid": syncid,
+        "sync_maxlen": maxlen,
+        "mcast_group": group,
+        **{k: SYNC_DEFAULTS[k] if params.get(k) is None else check_range(k, params[k], SYNC_DAEMON[k]) for k in ("mcast_port", "mcast_ttl")},
+    }
+
+
+def diff_daemon(before, want):
+    """The fields of the running daemon BEFORE that differ from WANT; a field an old kernel
+    (before 4.3) does not report (None) is not compared."""
+    return sorted(k for k in want if before.get(k) is not None and before[k] != want[k])
+
+
+def plan_daemon(before, want, state):
+    """start, restart, stop or None: what takes the running daemon BEFORE (None when none runs) to
+    WANT. The kernel cannot change a running daemon: a different one is stopped and started again."""
+    if state != "present":
+        return "stop" if before else None
+    if not before:
+        return "start"
+    return "restart" if diff_daemon(before, want) else None

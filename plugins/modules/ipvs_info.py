@@ -13,6 +13,8 @@ description:
     C(ipvsadm -Ln --stats) shows).
   - Each service has the same keys as M(lvs.dr.ipvs_service)'s options, and each real server the same keys as
     M(lvs.dr.ipvs_real)'s, so the output can be fed back to them; counters come on top.
+  - Also returns the connection-sync daemons that run (what C(ipvsadm -L --daemon) shows), with the keys of
+    M(lvs.dr.ipvs_sync_daemon)'s options.
 author:
   - lvs.dr developers (@lvs-dr)
 requirements:
@@ -24,6 +26,7 @@ options: {}
 seealso:
   - module: lvs.dr.ipvs_service
   - module: lvs.dr.ipvs_real
+  - module: lvs.dr.ipvs_sync_daemon
 """
 
 EXAMPLES = r"""
@@ -35,6 +38,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ item.address }} weight {{ item.weight }}: {{ item.active_connections }} active"
   loop: "{{ (ipvs.services | selectattr('address', 'equalto', '172.25.8.100') | first).reals }}"
+
+- name: Check that this director receives its peer's connections
+  ansible.builtin.assert:
+    that: ipvs.sync_daemons | selectattr('mode', 'equalto', 'backup') | list | length == 1
+    fail_msg: no backup sync daemon runs here
 """
 
 RETURN = r"""
@@ -101,6 +109,17 @@ services:
           inactive_connections: 10
           persistent_connections: 0
           stats: {connections: 10, packets_in: 60, packets_out: 0, bytes_in: 3960, bytes_out: 0}
+sync_daemons:
+  description:
+    - The connection-sync daemons that run, none, one or two (at most a master and a backup), each with the keys of
+      M(lvs.dr.ipvs_sync_daemon)'s options, as that module returns one in RV(lvs.dr.ipvs_sync_daemon#module:after); give
+      one back to that module and nothing changes.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {mode: master, interface: eth1, syncid: 10, sync_maxlen: 1472, mcast_group: 224.0.0.81, mcast_port: 8848, mcast_ttl: 1}
+    - {mode: backup, interface: eth1, syncid: 10, sync_maxlen: 1472, mcast_group: 224.0.0.81, mcast_port: 8848, mcast_ttl: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -115,7 +134,8 @@ def main():
             {**service, "stats": stats, "reals": [{**real, **counts} for real, counts in table.reals(service, with_stats=True)]}
             for service, stats in table.services(with_stats=True)
         ]
-    module.exit_json(changed=False, services=services)
+        sync_daemons = table.daemons()
+    module.exit_json(changed=False, services=services, sync_daemons=sync_daemons)
 
 
 if __name__ == "__main__":

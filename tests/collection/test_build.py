@@ -84,7 +84,7 @@ def test_every_role_task_file_resolves_its_modules(installed, tmp_path):
 
 
 def test_every_module_is_installed(installed):
-    assert MODULES == ["arptables_rule", "ipvs_info", "ipvs_real", "ipvs_service", "ipvs_table"]
+    assert MODULES == ["arptables_rule", "ipvs_info", "ipvs_real", "ipvs_service", "ipvs_sync_daemon", "ipvs_table"]
     listed = json.loads(ansible("ansible-doc", "--list", "--json", "lvs.dr", env=installed))
     assert sorted(listed) == [f"lvs.dr.{m}" for m in MODULES]
 

@@ -68,6 +68,10 @@ def test_ipvs_table_documents_the_declaration():
     assert shape({"drain_timeout": options["drain_timeout"]}) == declared({"drain_timeout": spec.DRAIN_TIMEOUT})
 
 
+def test_ipvs_sync_daemon_documents_the_declaration():
+    assert shape(documented("ipvs_sync_daemon")) == declared(spec.SYNC_DAEMON)
+
+
 def no_aliases(options):
     return {name: without(option, "aliases") for name, option in options.items()}
 
@@ -85,3 +89,4 @@ def test_director_role_spec_agrees_with_the_declaration():
     assert shape(options["director_table_protected"]["options"]) == declared(spec.PROTECTED)
     assert options["director_default_scheduler"]["choices"] == spec.SCHEDULERS
     assert options["director_drain_timeout"]["default"] == spec.DRAIN_TIMEOUT["default"]
+    assert shape(options["director_sync_daemons"]["options"]) == declared(spec.SYNC_DAEMON)

@@ -28,6 +28,7 @@ IPVS_MODULES = {
     "ipvs_service": SERVICE,
     "ipvs_real": {"service_address": SERVICE["address"], "service_port": 80, "protocol": "tcp", **REAL},
     "ipvs_table": {"services": [{**SERVICE, "reals": [REAL]}]},
+    "ipvs_sync_daemon": {"mode": "master", "interface": "lo"},
 }
 NO_IPVS = "this kernel has no IPVS"
 

@@ -1,6 +1,7 @@
 """Bad input to every IPVS module, against the lab's kernel: each case must fail with a message
-that names the option and what is allowed, and leave the namespace's IPVS table exactly as it
-was (`ipvsadm -Sn` before and after). docs/internal/bad-input.md lists the cases and how many held."""
+that names the option and what is allowed, and leave the namespace's IPVS table and sync daemons
+exactly as they were (`ipvsadm -Sn` and `ipvsadm -L --daemon` before and after).
+docs/internal/bad-input.md lists the cases and how many held."""
 
 from __future__ import annotations
 
@@ -132,19 +133,45 @@ INFO_CASES = [
     ({"state": "present"}, "Unsupported parameters for (basic.py) module: state"),
 ]
 
+# The namespace runs a master daemon on lo (syncid 5): a case that would restart it must not.
+DAEMON = {"mode": "master", "interface": "lo", "syncid": 5}
+SYNC_CASES = [
+    ({"mode": "backup", "interface": "eth9"}, "interface: there is no interface eth9 in this network namespace (ip link show lists them)"),
+    ({**DAEMON, "interface": "eth9", "syncid": 6}, "interface: there is no interface eth9 in this network namespace"),
+    ({"mode": "backup"}, "state is present but all of the following are missing: interface"),
+    ({"interface": "lo"}, "missing required arguments: mode"),
+    ({**DAEMON, "mode": "standby"}, "value of mode must be one of: master, backup, got: standby"),
+    ({**DAEMON, "state": "stopped"}, "value of state must be one of: present, absent, got: stopped"),
+    ({**DAEMON, "interface": "lo; ipvsadm --stop-daemon master"}, "interface: 'lo; ipvsadm --stop-daemon master' is not an interface name"),
+    ({**DAEMON, "interface": "a-very-long-name0"}, "interface: 'a-very-long-name0' is not an interface name; use the name of an existing interface"),
+    ({**DAEMON, "syncid": 256}, "syncid: 256 is out of range; use 0 (a backup takes every master's messages) to 255"),
+    ({**DAEMON, "syncid": -1}, "syncid: -1 is out of range; use 0"),
+    ({**DAEMON, "mcast_group": "198.51.100.1"}, "mcast_group: 198.51.100.1 is not a multicast address; use one of 224.0.0.0/4 (IPv4) or ff00::/8"),
+    ({**DAEMON, "mcast_group": "sync.example"}, "mcast_group: 'sync.example' is not an IPv4 or IPv6 address"),
+    ({**DAEMON, "mcast_port": 0}, "mcast_port: 0 is out of range; use 1 to 65535"),
+    ({**DAEMON, "mcast_port": 70000}, "mcast_port: 70000 is out of range; use 1 to 65535"),
+    ({**DAEMON, "mcast_ttl": 0}, "mcast_ttl: 0 is out of range; use 1 to 255"),
+    ({**DAEMON, "mcast_ttl": 300}, "mcast_ttl: 300 is out of range; use 1 to 255"),
+    ({**DAEMON, "mode": "backup", "sync_maxlen": 100}, "sync_maxlen: 100 is out of range for a backup daemon with an ipv4 group; use 1024 to 65507"),
+    ({**DAEMON, "sync_maxlen": 70000}, "sync_maxlen: 70000 is out of range for a master daemon with an ipv4 group; use 1 to 65507"),
+    ({**DAEMON, "weight": 1}, "Unsupported parameters for (basic.py) module: weight. Supported parameters include: interface"),
+]
+
 CASES = [("ipvs_service", *c) for c in SERVICE_CASES] + [("ipvs_real", *c) for c in REAL_CASES]
 CASES += [("ipvs_table", *c) for c in TABLE_CASES] + [("ipvs_info", *c) for c in INFO_CASES]
+CASES += [("ipvs_sync_daemon", *c) for c in SYNC_CASES]
 
 
 @pytest.fixture(scope="module")
 def seeded():
-    """One namespace for every case (none may change it), its table SEEDED."""
+    """One namespace for every case (none may change it), its table SEEDED, a master daemon on lo."""
     name = f"lvs-bad-{uuid.uuid4().hex[:8]}"
     run("ip", "netns", "add", name)
     run("ip", "-n", name, "link", "set", "lo", "up")
     try:
         subprocess.run(["ip", "netns", "exec", name, "ipvsadm", "-R"], input=SEEDED, text=True, check=True)
         assert sorted(ipvs_table(name).splitlines()) == sorted(SEEDED.splitlines())
+        run("ip", "netns", "exec", name, "ipvsadm", "--start-daemon", "master", "--mcast-interface", "lo", "--syncid", "5")
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
@@ -155,8 +182,15 @@ def seeded():
     [pytest.param(*case, marks=pytest.mark.bad_input(case[0]), id=f"{case[0]}-{n}") for n, case in enumerate(CASES)],
 )
 def test_bad_input_fails_naming_the_option_and_changes_nothing(seeded, run_module, module, params, message):
-    before = ipvs_table(seeded)
+    before = kernel_state(seeded)
     result = run_module(module, params, netns=seeded)
     assert result["rc"] != 0 and result.get("failed"), result
     assert message in result["msg"], result["msg"]
-    assert ipvs_table(seeded) == before
+    assert kernel_state(seeded) == before
+
+
+def kernel_state(netns):
+    """The table and the sync daemons (the master on lo must stay, with syncid 5)."""
+    daemons = run("ip", "netns", "exec", netns, "ipvsadm", "-L", "--daemon")
+    assert "master sync daemon (mcast=lo, syncid=5," in daemons, daemons
+    return ipvs_table(netns), daemons
