@@ -64,18 +64,22 @@ def wait(what, predicate, timeout=300):
 
 def start_load(rate, timeout, seconds):
     sh(CLIENT, f"rm -f {STOP_FILE}")
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         ["docker", "exec", "-i", CLIENT, "python3", "-", VIP, "80", str(rate), str(seconds), STOP_FILE, str(timeout)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    proc.stdin.write(LOAD)
+    proc.stdin.close()
+    return proc
 
 
-def stop_load(proc, script):
+def stop_load(proc):
+    """The load's results: (start time, outcome) of every request."""
     docker("exec", CLIENT, "touch", STOP_FILE)
-    out, _ = proc.communicate(timeout=120)
-    return json.loads(out)
+    proc.wait(timeout=120)
+    return [tuple(r) for r in json.loads(proc.stdout.read())["results"]]
 
 
 def outage(results, after):
@@ -126,7 +130,7 @@ def one_run(advert, args, detect):
     survived = transfer.returncode == 0 and code == "200" and int(got) == size
     say(f"long transfer: exit {transfer.returncode}, HTTP {code}, {got} of {size} bytes{' ' + err.strip() if err.strip() else ''}")
     run = {"advert_int": advert, "long_transfer_survived": survived, "long_transfer_bytes": int(got)}
-    detect_at = None
+    detect_at = web_killed_at = None
     if detect:
         victim = REALS[0]
         address = sh(victim, "ip -4 -o addr show eth0").split()[3].split("/")[0]
@@ -142,18 +146,19 @@ def one_run(advert, args, detect):
             text=True,
         )
         time.sleep(1)
-        kill_at = float(sh(victim, "date +%s.%N; systemctl kill -s KILL apache2").split()[0])
+        web_killed_at = float(sh(victim, "date +%s.%N; systemctl kill -s KILL apache2").split()[0])
         detect_at = float(poll.communicate(timeout=120)[0])
-        run["realserver_detect_seconds"] = round(detect_at - kill_at, 2)
+        run["realserver_detect_seconds"] = round(detect_at - web_killed_at, 2)
         say(f"{victim}'s web server killed; out of {backup}'s table after {run['realserver_detect_seconds']}s")
         time.sleep(args.pause)
-    load_out = stop_load(load, LOAD)
-    results = [(t, o) for t, o in load_out["results"]]
-    failed, span = outage([r for r in results if detect_at is None or r[0] < detect_at - 30], killed_at - 1)
+    results = stop_load(load)
+    # The failover's failures: from a second before the kill (a request's timeout) to the web server's kill.
+    failed, span = outage([r for r in results if web_killed_at is None or r[0] < web_killed_at - 1], killed_at - 1)
     run.update(failover_seconds=span, failed_requests_during_failover=len(failed), requests=len(results))
     if detect_at is not None:
-        after = [(t, o) for t, o in results if t >= detect_at]
-        run.update(failed_after_detection=sum(1 for _, o in after if not o.startswith("mol-ha-rs")), requests_after_detection=len(after))
+        after = [outcome for started, outcome in results if started >= detect_at]
+        failed_after = [outcome for outcome in after if not outcome.startswith("mol-ha-rs")]
+        run.update(failed_after_detection=len(failed_after), requests_after_detection=len(after))
         sh(REALS[0], "rm -f /run/systemd/system/apache2.service.d/bench.conf && systemctl daemon-reload && systemctl start apache2")
     say(f"failover {span}s, {len(failed)} of {len(results)} requests failed around it")
     docker("start", master)

@@ -38,10 +38,11 @@ STARTED = time.monotonic()
 LOAD = r"""
 import json, os, socket, sys, threading, time
 vip, port, rate, max_seconds, stop_file = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 5
 results, lock = [], threading.Lock()
 def one(started):
     try:
-        with socket.create_connection((vip, port), timeout=5) as s:
+        with socket.create_connection((vip, port), timeout=timeout) as s:
             s.sendall(b"GET / HTTP/1.0\r\nHost: lvs\r\n\r\n")
             data = b""
             while chunk := s.recv(65536):
