@@ -10,7 +10,15 @@ import ipaddress
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import IPVSInputError, describe_service, service_key, want_real, want_service
+from ansible_collections.lvs.dr.plugins.module_utils._ipvs_spec import (
+    PROTOCOLS,
+    SCHEDULERS,
+    IPVSInputError,
+    describe_service,
+    service_key,
+    want_real,
+    want_service,
+)
 
 DOCUMENTATION = r"""
 name: keepalived_virtual_servers
@@ -24,6 +32,8 @@ description:
     refuse is refused here, with the same message.
   - A service or real server with C(state=absent) is left out. A real server with C(state=drained) gets weight 0;
     keepalived sets it, new connections go elsewhere, established ones go on.
+  - A firewall-mark service's check needs C(port): its real servers have port 0. A service with no real server of a
+    weight above 0 is refused (keepalived's quorum).
   - The check's C(type) is V(tcp) (C(TCP_CHECK)), V(http) (C(HTTP_GET) of C(path), expecting C(status)) or V(none) (no
     checker, the real server stays in the table). C(port) checks another port than the real server's. C(delay_loop),
     C(connect_timeout), C(retry) and C(delay_before_retry) are keepalived's, in seconds.
@@ -97,10 +107,16 @@ def _service_lines(service, drained):
     params = {k: v for k, v in service.items() if k not in ("reals", "check")}
     want = want_service(params)
     where = f"director_services: {describe_service(service_key(want))}"
+    for name, value, allowed in (("scheduler", want["scheduler"], SCHEDULERS), ("protocol", want["protocol"], [*PROTOCOLS, None])):
+        if value not in allowed:
+            raise IPVSInputError(f"{where}: {name} {value!r} is not one of {', '.join(a for a in allowed if a)}")
     check = service.get("check") or {}
     if not isinstance(check, dict):
         raise IPVSInputError(f"{where}: check must be a dict (type, path, status, ...), got {check!r}")
     checker = _checker(check, where)
+    if checker and want["fwmark"] is not None and check.get("port") is None:
+        # keepalived checks a real server at its port, which is 0 in a firewall-mark service.
+        raise IPVSInputError(f"{where}: a {check.get('type', 'tcp')} check of a firewall-mark service needs check.port (its real servers have port 0)")
     if want["fwmark"] is not None:
         head = [f"virtual_server fwmark {want['fwmark']} {{"] + (["    ip_family inet6"] if want["family"] == "ipv6" else [])
     else:
@@ -115,11 +131,13 @@ def _service_lines(service, drained):
             lines.append(f"    persistence_engine {want['persistence_engine']}")
     if checker:
         lines.append(f"    delay_loop {_number({'delay_loop': 2, **check}, 'delay_loop', 0.001, where)}")
+    weights = 0
     for real in service.get("reals") or []:
         if real.get("state", "present") == "absent":
             continue
         entry = want_real({**real, "state": "present"}, want)
         is_drained = real.get("state") == "drained" or entry["address"] in drained
+        weights += 0 if is_drained else entry["weight"]
         lines += [f"    real_server {entry['address']} {entry['port']} {{", f"        weight {0 if is_drained else entry['weight']}"]
         method = METHODS[entry["forwarding_method"]]
         if method == "TUN":
@@ -133,6 +151,12 @@ def _service_lines(service, drained):
             lines.append(f"        lthreshold {entry['lower_threshold']}")
         lines += [f"        {line}" for line in checker]
         lines.append("    }")
+    if weights == 0:
+        # keepalived -t refuses a service whose quorum (1) is above its real servers' total weight.
+        raise IPVSInputError(
+            f"{where}: no real server would have a weight above 0 (all drained or weight 0), which keepalived refuses; "
+            "keep one real server in it, or remove the service (state: absent)"
+        )
     return [*lines, "}"]
 
 

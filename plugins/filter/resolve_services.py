@@ -16,7 +16,8 @@ short_description: Fill in the director role's services with their scheduler and
 description:
   - Returns the list of services given, each with O(scheduler) where it names none (or null), and where it has no
     C(reals) (or null) with one real server per host of O(hosts). Nothing else is changed; the input is not modified.
-  - Each service's health check (its C(check), keepalived's) is O(check) updated with the service's own; without
+  - Each service's health check (its C(check), keepalived's) is O(check) updated with the service's own (a UDP
+    service that names none gets type V(none): O(check) connects over TCP); without
     O(check) (a director that runs no health checks) the C(check) keys are dropped, so that lvs.dr.ipvs_table does not
     see them.
   - The lvs.dr.director role uses it to build lvs.dr.ipvs_table's O(lvs.dr.ipvs_table#module:services) from
@@ -84,7 +85,9 @@ def resolve_services(services, scheduler="rr", hosts=(), check=None):
         if not isinstance(own, dict):
             raise AnsibleFilterError(f"director_services: check must be a dict (type, path, status, ...), got {own!r}")
         if check is not None:
-            entry["check"] = {**check, **own}
+            # The default check connects over TCP: a UDP service gets none unless it names one.
+            default = {**check, "type": "none"} if entry.get("protocol") == "udp" and not own else check
+            entry["check"] = {**default, **own}
         resolved.append(entry)
     return resolved
 
