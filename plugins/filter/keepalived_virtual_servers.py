@@ -32,8 +32,8 @@ description:
     refuse is refused here, with the same message.
   - A service or real server with C(state=absent) is left out. A real server with C(state=drained) gets weight 0;
     keepalived sets it, new connections go elsewhere, established ones go on.
-  - A firewall-mark service's check needs C(port): its real servers have port 0. A service with no real server of a
-    weight above 0 is refused (keepalived's quorum).
+  - A firewall-mark service's check needs C(port), since its real servers have port 0. A service with no real server of a
+    weight above 0 is refused, as keepalived does (its quorum).
   - The check's C(type) is V(tcp) (C(TCP_CHECK)), V(http) (C(HTTP_GET) of C(path), expecting C(status)) or V(none) (no
     checker, the real server stays in the table). C(port) checks another port than the real server's. C(delay_loop),
     C(connect_timeout), C(retry) and C(delay_before_retry) are keepalived's, in seconds.

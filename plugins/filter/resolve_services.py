@@ -17,7 +17,7 @@ description:
   - Returns the list of services given, each with O(scheduler) where it names none (or null), and where it has no
     C(reals) (or null) with one real server per host of O(hosts). Nothing else is changed; the input is not modified.
   - Each service's health check (its C(check), keepalived's) is O(check) updated with the service's own (a UDP
-    service that names none gets type V(none): O(check) connects over TCP); without
+    service that names none gets type V(none), since O(check) connects over TCP); without
     O(check) (a director that runs no health checks) the C(check) keys are dropped, so that lvs.dr.ipvs_table does not
     see them.
   - The lvs.dr.director role uses it to build lvs.dr.ipvs_table's O(lvs.dr.ipvs_table#module:services) from
