@@ -23,33 +23,12 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(PROJECT))
+from tests.drain_load import LOAD  # noqa: E402  (the lab test's load: one script for both)
+
 MARKER = "/tmp/lvs-drain-marker.json"
 ACCESS_LOG = "/var/log/apache2/access.log"
 
-# A request every 0.2 s until /tmp/lvs-drain-stop exists (at most SECONDS), each a new
-# connection closed with a reset: [time, who answered or FAILED] of each, to /tmp/lvs-drain-load.json.
-LOAD = """
-import json, os, socket, struct, sys, time
-vip, seconds = sys.argv[1], float(sys.argv[2])
-seen = []
-end = time.time() + seconds
-while time.time() < end and not os.path.exists("/tmp/lvs-drain-stop"):
-    started = time.time()
-    try:
-        s = socket.create_connection((vip, 80), timeout=3)
-        s.sendall(b"GET / HTTP/1.0\\r\\nHost: lvs\\r\\n\\r\\n")
-        answer = b""
-        while chunk := s.recv(4096):
-            answer += chunk
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()
-        head, _, body = answer.partition(b"\\r\\n\\r\\n")
-        seen.append([started, body.decode().strip() if head.startswith(b"HTTP/1.1 200") else "FAILED"])
-    except OSError:
-        seen.append([started, "FAILED"])
-    time.sleep(0.2)
-json.dump(seen, open("/tmp/lvs-drain-load.json", "w"))
-"""
 
 # drain_tasks: runs on the drained real server. Both directors' tables (delegated), and its access
 # log's lines from the client (the directors' health checks come from their own addresses)
