@@ -2,7 +2,7 @@
 bench/run with the role's defaults (and again with each --advert), then per advert interval:
 
   1. load: the client sends requests to the VIP at --rate per second, each on a new connection
-     with a --timeout; a long download through the VIP (--transfer-mb at 1 MB/s) starts too;
+     with a --timeout; a long download through the VIP (--transfer-mb at --transfer-rate) starts too;
   2. the master's container is killed (`docker kill`, no goodbye from keepalived). The failover
      is the span from the first failed request to the first answered one after it;
   3. the long download must complete with every byte;
@@ -83,15 +83,14 @@ def stop_load(proc):
 
 
 def outage(results, after):
-    """The failed requests started after AFTER, and the span from the first of them to the first
-    answered request after it (0 when none failed)."""
+    """The failed requests started after AFTER, and the outage: from the first of them to the
+    first answered request after the last of them (0 when none failed)."""
     failed = [(t, o) for t, o in results if t >= after and not o.startswith("mol-ha-rs")]
     if not failed:
-        return [], 0.0
-    first = failed[0][0]
-    answered = [t for t, o in results if t > first and o.startswith("mol-ha-rs")]
-    last = answered[0] if answered else results[-1][0]
-    return [f for f in failed if f[0] < last], round(last - first, 2)
+        return [], 0.0, None
+    answered = [t for t, o in results if t > failed[-1][0] and o.startswith("mol-ha-rs")]
+    end = answered[0] if answered else results[-1][0]
+    return failed, round(end - failed[0][0], 2), end
 
 
 def one_run(advert, args, detect):
@@ -99,34 +98,18 @@ def one_run(advert, args, detect):
     say(f"advert_int {advert}: {master} is the master; load at {args.rate}/s, {args.timeout}s timeout")
     load = start_load(args.rate, args.timeout, args.max_seconds)
     size = args.transfer_mb * 1_000_000
-    transfer = subprocess.Popen(
-        [
-            "docker",
-            "exec",
-            CLIENT,
-            "curl",
-            "-sS",
-            "--noproxy",
-            "*",
-            "--limit-rate",
-            "1M",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            f"http://{VIP}/failover.bin",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # Its end, in the client's clock, shows it went on through the backup after the failover.
+    curl = (
+        f"curl -sS --noproxy '*' --limit-rate {args.transfer_rate} -o /dev/null -w '%{{http_code}} %{{size_download}} ' http://{VIP}/failover.bin; date +%s.%N"
     )
+    transfer = subprocess.Popen(["docker", "exec", CLIENT, "sh", "-c", curl], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(args.pause)
     killed_at = float(sh(CLIENT, "date +%s.%N"))
     docker("kill", master)
     say(f"killed {master}; waiting for {backup} to hold the VIP")
     wait(f"{backup} takes the VIP", lambda: holders() == [backup], timeout=60)
-    out, err = transfer.communicate(timeout=args.transfer_mb * 3 + 60)
-    code, got = (out.split() + ["", "0"])[:2]
+    out, err = transfer.communicate(timeout=args.transfer_mb * 5 + 120)
+    code, got, ended = (out.split() + ["", "0", "0"])[:3]
     survived = transfer.returncode == 0 and code == "200" and int(got) == size
     say(f"long transfer: exit {transfer.returncode}, HTTP {code}, {got} of {size} bytes{' ' + err.strip() if err.strip() else ''}")
     run = {"advert_int": advert, "long_transfer_survived": survived, "long_transfer_bytes": int(got)}
@@ -153,8 +136,14 @@ def one_run(advert, args, detect):
         time.sleep(args.pause)
     results = stop_load(load)
     # The failover's failures: from a second before the kill (a request's timeout) to the web server's kill.
-    failed, span = outage([r for r in results if web_killed_at is None or r[0] < web_killed_at - 1], killed_at - 1)
-    run.update(failover_seconds=span, failed_requests_during_failover=len(failed), requests=len(results))
+    failed, span, back_at = outage([r for r in results if web_killed_at is None or r[0] < web_killed_at - 1], killed_at - 1)
+    kinds = sorted({outcome for _, outcome in failed})
+    run.update(failover_seconds=span, failed_requests_during_failover=len(failed), requests=len(results), failure_kinds=kinds)
+    if failed:
+        run["first_failure_after_kill_seconds"] = round(failed[0][0] - killed_at, 2)
+    if back_at is not None:
+        # Positive: the download was still running when requests through the backup began.
+        run["long_transfer_ended_after_failover_seconds"] = round(float(ended) - back_at, 2)
     if detect_at is not None:
         after = [outcome for started, outcome in results if started >= detect_at]
         failed_after = [outcome for outcome in after if not outcome.startswith("mol-ha-rs")]
@@ -171,7 +160,8 @@ def main():
     parser.add_argument("--advert", required=True, help="the advert interval the pair was converged with")
     parser.add_argument("--rate", type=float, default=20, help="requests per second (default 20)")
     parser.add_argument("--timeout", type=float, default=1, help="each request's timeout in seconds (default 1)")
-    parser.add_argument("--transfer-mb", type=int, default=20, help="the long download, in MB at 1 MB/s (default 20)")
+    parser.add_argument("--transfer-mb", type=int, default=20, help="the long download, in MB (default 20)")
+    parser.add_argument("--transfer-rate", default="500K", help="its rate limit, curl's --limit-rate (default 500K: about 40 s)")
     parser.add_argument("--pause", type=float, default=5, help="seconds of load before the kill and after the detection (default 5)")
     parser.add_argument("--max-seconds", type=float, default=300, help="the load stops after this in any case (default 300)")
     parser.add_argument("--detect", action="store_true", help="also kill a real server's web server")
@@ -190,7 +180,7 @@ def main():
             "advert_int": run["advert_int"],
             "check": "HTTP GET / every 2 s (delay_loop 2, connect_timeout 1, retry 1, delay_before_retry 1)",
             "load": f"{args.rate} requests/s from the client, each a new connection with a {args.timeout} s timeout",
-            "long_transfer": f"{args.transfer_mb} MB at 1 MB/s (curl --limit-rate 1M)",
+            "long_transfer": f"{args.transfer_mb} MB, curl --limit-rate {args.transfer_rate}, started {args.pause} s before the kill",
             "kill": "docker kill of the master's container; systemctl kill -s KILL of the web server, no restart",
         }
     out.parent.mkdir(parents=True, exist_ok=True)
