@@ -137,7 +137,7 @@ def one_run(advert, args, detect):
     results = stop_load(load)
     # The failover's failures: from a second before the kill (a request's timeout) to the web server's kill.
     failed, span, back_at = outage([r for r in results if web_killed_at is None or r[0] < web_killed_at - 1], killed_at - 1)
-    kinds = sorted({outcome for _, outcome in failed})
+    kinds = sorted({failure[1] for failure in failed})
     run.update(failover_seconds=span, failed_requests_during_failover=len(failed), requests=len(results), failure_kinds=kinds)
     if failed:
         run["first_failure_after_kill_seconds"] = round(failed[0][0] - killed_at, 2)
