@@ -33,20 +33,27 @@ def director_netns(netns):
     return netns
 
 
-def checks(netns, collections_path, tmp_path, services, realservers):
-    """Run the role's checks on localhost in the namespace: (exit code, output)."""
+def checks(netns, collections_path, tmp_path, services, realservers, directors=None):
+    """Run the role's checks on the DIRECTORS (name: host variables; by default localhost alone),
+    each a local connection in the namespace, with SERVICES as the group's director_services:
+    (exit code, output)."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = {
         "all": {
-            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
-            "children": {"realservers": {"hosts": realservers}},
+            "children": {
+                "directors": {
+                    "hosts": {name: {**local, **hostvars} for name, hostvars in (directors or {"localhost": {}}).items()},
+                    "vars": {"director_services": services, "director_vip_interface": "d0"},
+                },
+                "realservers": {"hosts": realservers},
+            }
         }
     }
     play = [
         {
-            "hosts": "localhost",
+            "hosts": "directors",
             "gather_facts": True,
             "tasks": [{"ansible.builtin.include_role": {"name": "lvs.dr.director", "tasks_from": "checks"}}],
-            "vars": {"director_services": services, "director_vip_interface": "d0"},
         }
     ]
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
@@ -87,3 +94,20 @@ def test_a_listed_real_server_off_the_segment_is_refused(director_netns, collect
     rc, out = checks(director_netns, collections_path, tmp_path, services, {})
     assert rc != 0, out
     assert f"the DR real servers {OFF_LINK2} are not on a segment of this director" in out, out
+
+
+def test_two_static_directors_sharing_a_vip_are_refused(director_netns, collections_path, tmp_path):
+    """Issue 16: two directors of the group in the static mode would both bind a VIP and both answer ARP
+    for it. Refused before anything changes, naming the other director and the VIP they share; VIPs of
+    their own pass."""
+    other = {**SEED, "address": "10.77.0.101"}
+    rc, out = checks(
+        director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": {}, "d2": {"director_services": [SEED, other]}}
+    )
+    assert rc != 0, out
+    assert f"director_mode: this director and d2 would both bind {VIP} in the static mode" in out, out
+    assert "failed: [d1] (item=no two static directors share a VIP)" in out, out
+    rc, out = checks(
+        director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": {}, "d2": {"director_services": [other]}}
+    )
+    assert rc == 0, out
