@@ -64,7 +64,9 @@ _value:
   type: str
 """
 
-CHECK_KEYS = {"type", "path", "status", "port", "delay_loop", "connect_timeout", "retry", "delay_before_retry"}
+# What a check leaves out (the role's director_ha_check has the same values).
+CHECK_DEFAULTS = {"type": "tcp", "path": "/", "status": 200, "delay_loop": 2, "connect_timeout": 1, "retry": 1, "delay_before_retry": 1}
+CHECK_KEYS = {*CHECK_DEFAULTS, "port"}
 CHECK_TYPES = ("tcp", "http", "none")
 METHODS = {"dr": "DR", "nat": "NAT", "tunnel": "TUN"}
 
@@ -80,17 +82,18 @@ def _checker(check, where):
     unknown = sorted(set(check) - CHECK_KEYS)
     if unknown:
         raise IPVSInputError(f"{where}: check takes {', '.join(sorted(CHECK_KEYS))}; remove {', '.join(unknown)}")
-    kind = check.get("type", "tcp")
+    check = {**CHECK_DEFAULTS, **check}
+    kind = check["type"]
     if kind not in CHECK_TYPES:
         raise IPVSInputError(f"{where}: check.type must be one of {', '.join(CHECK_TYPES)}, got {kind!r}")
     if kind == "none":
         return []
     lines = []
     if kind == "http":
-        status = check.get("status", 200)
+        status = check["status"]
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise IPVSInputError(f"{where}: check.status must be an HTTP status code (100 to 599), got {status!r}")
-        path = str(check.get("path", "/"))
+        path = str(check["path"])
         if not path.startswith("/") or any(c.isspace() or c in "{}\"'#!" for c in path):
             raise IPVSInputError(f"{where}: check.path must be a URL path that starts with / (no spaces, quotes, braces, # or !), got {path!r}")
         lines += ["HTTP_GET {", "    url {", f"        path {path}", f"        status_code {status}", "    }"]
@@ -99,7 +102,7 @@ def _checker(check, where):
     if check.get("port") is not None:
         lines.append(f"    connect_port {_number(check, 'port', 1, where)}")
     for name, low in (("connect_timeout", 0.001), ("retry", 0), ("delay_before_retry", 0)):
-        lines.append(f"    {name} {_number({'connect_timeout': 1, 'retry': 1, 'delay_before_retry': 1, **check}, name, low, where)}")
+        lines.append(f"    {name} {_number(check, name, low, where)}")
     return [*lines, "}"]
 
 
@@ -116,7 +119,8 @@ def _service_lines(service, drained):
     checker = _checker(check, where)
     if checker and want["fwmark"] is not None and check.get("port") is None:
         # keepalived checks a real server at its port, which is 0 in a firewall-mark service.
-        raise IPVSInputError(f"{where}: a {check.get('type', 'tcp')} check of a firewall-mark service needs check.port (its real servers have port 0)")
+        kind = check.get("type", CHECK_DEFAULTS["type"])
+        raise IPVSInputError(f"{where}: a {kind} check of a firewall-mark service needs check.port (its real servers have port 0)")
     if want["fwmark"] is not None:
         head = [f"virtual_server fwmark {want['fwmark']} {{"] + (["    ip_family inet6"] if want["family"] == "ipv6" else [])
     else:
@@ -130,7 +134,7 @@ def _service_lines(service, drained):
         if want["persistence_engine"]:
             lines.append(f"    persistence_engine {want['persistence_engine']}")
     if checker:
-        lines.append(f"    delay_loop {_number({'delay_loop': 2, **check}, 'delay_loop', 0.001, where)}")
+        lines.append(f"    delay_loop {_number({**CHECK_DEFAULTS, **check}, 'delay_loop', 0.001, where)}")
     weights = 0
     for real in service.get("reals") or []:
         if real.get("state", "present") == "absent":

@@ -111,3 +111,14 @@ def test_two_static_directors_sharing_a_vip_are_refused(director_netns, collecti
         director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": {}, "d2": {"director_services": [other]}}
     )
     assert rc == 0, out
+
+
+def test_a_keepalived_drain_of_every_real_server_is_refused_before_any_change(director_netns, collections_path, tmp_path):
+    """keepalived -t refuses a service with no weight left; checks.yml renders the services with
+    director_ha_drained as the template will, so it fails there, naming the service and the fix."""
+    ha = {"director_mode": "keepalived", "director_ha_interface": "d0", "director_ha_drained": [ON_LINK]}
+    rc, out = checks(director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": ha})
+    assert rc != 0, out
+    assert f"director_services: tcp {VIP}:80: no real server would have a weight above 0" in out, out
+    rc, out = checks(director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": {**ha, "director_ha_drained": []}})
+    assert rc == 0, out
