@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import yaml
 _spec = importlib.util.spec_from_file_location("lvs_default_topology", Path(__file__).resolve().parents[2] / "default" / "tests" / "conftest.py")
 seed = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seed)
+
+PROJECT = Path(__file__).resolve().parents[3]
 
 # How long the tests wait for a change to show (a failover, a health check's verdict). The
 # role's defaults promise about 5 s for a dead real server and 4 s for a failover; the rest
@@ -49,6 +52,27 @@ class Pair(seed.Topology):
     def table_of(self, director):
         self.director = director
         return self.parsed_ipvs_table()
+
+
+def run_playbook(tmp_path, name, *extra):
+    """ansible-playbook NAME (a path in the checkout) on Molecule's inventory (its group_vars next
+    to it) with EXTRA arguments, and this checkout's collection, as the converge runs: the result."""
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"),
+        "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "1",
+    }
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), name, "-i", os.environ["MOLECULE_INVENTORY_FILE"], *extra]
+    return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="session")
+def playbook():
+    """run_playbook, for the tests."""
+    return run_playbook
 
 
 @pytest.fixture(scope="session")

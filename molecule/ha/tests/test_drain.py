@@ -13,9 +13,7 @@ with a reset, so the kernel forgets it 10 s later and the drain ends quickly und
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,20 +61,6 @@ TASKS = """
 """
 
 
-def drain_playbook(tmp_path, *extra):
-    """ansible-playbook playbooks/drain.yml on Molecule's inventory with EXTRA (-e ...): the result."""
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"),
-        "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_PIPELINING": "1",
-    }
-    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/drain.yml", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *extra]
-    return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False)
-
-
 def weights_of(table, address):
     """(weight, active, inactive) of ADDRESS:80 in an `ipvsadm -Ln` TABLE, or None."""
     match = re.search(rf"-> {re.escape(address)}:80\s+\S+\s+(\d+)\s+(\d+)\s+(\d+)", table)
@@ -84,7 +68,7 @@ def weights_of(table, address):
 
 
 @pytest.fixture(scope="module")
-def drained(pair, tmp_path_factory):
+def drained(pair, tmp_path_factory, playbook):
     """drain.yml on the first real server under the client's traffic: what everyone saw."""
     victim, client = pair.realservers[0], pair.client
     tmp_path = tmp_path_factory.mktemp("drain")
@@ -95,7 +79,7 @@ def drained(pair, tmp_path_factory):
     try:
         time.sleep(2)
         started = time.monotonic()
-        run = drain_playbook(tmp_path, "-e", f"drain_host={victim}", "-e", f"drain_tasks={tasks}", "-e", "drain_timeout=90")
+        run = playbook(tmp_path, "playbooks/drain.yml", "-e", f"drain_host={victim}", "-e", f"drain_tasks={tasks}", "-e", "drain_timeout=90")
         took = time.monotonic() - started
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         time.sleep(3)
@@ -140,8 +124,8 @@ def test_drain_it_is_back_with_its_weight_on_both_directors(drained, pair):
     assert len(set(pair.requests(4))) == 2
 
 
-def test_drain_a_drain_host_that_is_no_real_server_changes_nothing(drained, pair, tmp_path):
+def test_drain_a_drain_host_that_is_no_real_server_changes_nothing(drained, pair, tmp_path, playbook):
     confs = {d: pair.run(d, "md5sum /etc/keepalived/keepalived.conf") for d in pair.directors}
-    run = drain_playbook(tmp_path, "-e", "drain_host=192.0.2.99")
+    run = playbook(tmp_path, "playbooks/drain.yml", "-e", "drain_host=192.0.2.99")
     assert run.returncode != 0 and "drain_host: 192.0.2.99 is not a real server" in run.stdout, run.stdout[-3000:]
     assert {d: pair.run(d, "md5sum /etc/keepalived/keepalived.conf") for d in pair.directors} == confs
