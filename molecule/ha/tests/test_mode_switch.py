@@ -1,5 +1,6 @@
 """Switching a director between the modes, last in verify, on the pair's backup (mol-ha-d2):
-site.yml limited to it, three times, as an operator would change its host variables.
+site.yml on both directors, three times, with the backup's host variables changed as an
+operator would change them.
 
 1. keepalived mode with director_ha_firewall false: the filter's chain and script go, keepalived
    runs on (its drop-in stays, without the filter);
@@ -15,9 +16,10 @@ not in the run."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-BACKUP_ONLY = ("--limit", "mol-ha-d2")
 DROPIN = "/etc/systemd/system/keepalived.service.d/lvs-dr.conf"
 FILTER = "/usr/local/sbin/lvs-dr-ha-filter"
 VIP_UNIT = "/etc/systemd/system/lvs-dr-vips.service"
@@ -44,12 +46,16 @@ def switched(pair, tmp_path_factory, playbook):
     backup = "mol-ha-d2"
     assert pair.master() == "mol-ha-d1", "the pair is not as converged: mol-ha-d1 should be the master"
     seen = []
-    for name, extra in (
-        ("no filter", ("-e", '{"director_ha_firewall": false}')),
-        ("static", ("-e", "director_mode=static")),
-        ("keepalived", ()),
+    for name, hostvars in (
+        ("no filter", {"director_ha_firewall": False}),
+        ("static", {"director_mode": "static"}),
+        ("keepalived", {}),
     ):
-        run = playbook(tmp_path_factory.mktemp("switch"), "playbooks/site.yml", *BACKUP_ONLY, *extra)
+        # The backup's host variables, over Molecule's group_vars; both directors run (the
+        # keepalived mode needs its peers in the play), the master's own variables unchanged.
+        tmp_path = tmp_path_factory.mktemp("switch")
+        (tmp_path / "switch.yml").write_text(json.dumps({"all": {"hosts": {backup: hostvars}}}))
+        run = playbook(tmp_path, "playbooks/site.yml", "--limit", "directors", "-i", str(tmp_path / "switch.yml"))
         assert run.returncode == 0, f"{name}: {run.stdout[-6000:]}{run.stderr[-3000:]}"
         seen.append((name, run.stdout, *state(pair, backup)))
     return seen
