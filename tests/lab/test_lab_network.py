@@ -266,7 +266,7 @@ def test_cache_is_roots_and_the_disks_the_guests_alone(run_dir: Path) -> None:
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, group, 0o640), (disk, oct(st.st_mode))
     for key in cache.glob("guest-*.key*"):
         assert stat.S_IMODE(key.stat().st_mode) & 0o077 == 0, (key, oct(key.stat().st_mode))
-    cow = (cache / "uml" / "lab.cow").stat()
+    cow = (cache / "uml" / "lvs-dr-lab.cow").stat()
     assert cow.st_uid == pwd.getpwnam(LAB_USER).pw_uid and stat.S_IMODE(cow.st_mode) & 0o077 == 0, oct(cow.st_mode)
 
 
