@@ -79,10 +79,10 @@ def _number(check, name, low, where):
 
 
 def _checker(check, where):
+    """The checker block of CHECK, which _service_lines has merged over CHECK_DEFAULTS."""
     unknown = sorted(set(check) - CHECK_KEYS)
     if unknown:
         raise IPVSInputError(f"{where}: check takes {', '.join(sorted(CHECK_KEYS))}; remove {', '.join(unknown)}")
-    check = {**CHECK_DEFAULTS, **check}
     kind = check["type"]
     if kind not in CHECK_TYPES:
         raise IPVSInputError(f"{where}: check.type must be one of {', '.join(CHECK_TYPES)}, got {kind!r}")
@@ -116,11 +116,11 @@ def _service_lines(service, drained):
     check = service.get("check") or {}
     if not isinstance(check, dict):
         raise IPVSInputError(f"{where}: check must be a dict (type, path, status, ...), got {check!r}")
+    check = {**CHECK_DEFAULTS, **check}
     checker = _checker(check, where)
     if checker and want["fwmark"] is not None and check.get("port") is None:
         # keepalived checks a real server at its port, which is 0 in a firewall-mark service.
-        kind = check.get("type", CHECK_DEFAULTS["type"])
-        raise IPVSInputError(f"{where}: a {kind} check of a firewall-mark service needs check.port (its real servers have port 0)")
+        raise IPVSInputError(f"{where}: a {check['type']} check of a firewall-mark service needs check.port (its real servers have port 0)")
     if want["fwmark"] is not None:
         head = [f"virtual_server fwmark {want['fwmark']} {{"] + (["    ip_family inet6"] if want["family"] == "ipv6" else [])
     else:
@@ -134,7 +134,7 @@ def _service_lines(service, drained):
         if want["persistence_engine"]:
             lines.append(f"    persistence_engine {want['persistence_engine']}")
     if checker:
-        lines.append(f"    delay_loop {_number({**CHECK_DEFAULTS, **check}, 'delay_loop', 0.001, where)}")
+        lines.append(f"    delay_loop {_number(check, 'delay_loop', 0.001, where)}")
     weights = 0
     for real in service.get("reals") or []:
         if real.get("state", "present") == "absent":
