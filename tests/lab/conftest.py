@@ -143,12 +143,18 @@ def topology_ids() -> list[str]:
 _CONVERGED: dict[str, Any] = {}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need no converge first, each module's order kept: test_seed_dr recreates
+    the topology, so the converge after it serves every module that uses it (once a session)."""
+    items.sort(key=lambda item: "converged" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="module")
 def converged(lab_env: dict[str, str]) -> dict[str, dict[str, int]]:
     """site.yml's first run on fresh containers, with the oldest ansible-core admitted (the
     later runs of tests/lab use the dev venv's): each host's recap counts. Reused by the next
     module while the containers are the same ones; converged again after a module reset them
-    (test_seed_dr does)."""
+    (test_seed_dr may: pytest_collection_modifyitems runs it before the converge)."""
     if _CONVERGED and _CONVERGED["ids"] == topology_ids():
         return _CONVERGED["recap"]
     _CONVERGED.clear()
