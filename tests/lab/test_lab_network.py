@@ -29,6 +29,8 @@ from .conftest import LAB, PROJECT, in_container, lab, must
 LAB_USER = "lvs-dr-lab"
 HOST_LINK = "169.254.77.1"
 GUEST_LINK = "169.254.77.2"
+# This host's end of the veth pair into the second guest's namespace.
+VETH_HOST = "169.254.78.1"
 PROXY_PORT = 8888
 
 
@@ -287,20 +289,26 @@ def test_only_the_hosts_extra_cas_are_added(run_dir: Path) -> None:
         assert pem in debian, f"{cert.name} is not trusted in the guest"
 
 
-def test_the_second_guest_reaches_no_address_at_all(run_dir: Path) -> None:
+def test_the_second_guest_reaches_the_proxy_and_nothing_else(run_dir: Path) -> None:
     """The full run's second guest (LAB_GUESTS=2) boots the first's disk, so it has the same
-    addresses, in a network namespace that holds only its tap: neither a listener of this host nor
-    the proxy answers it, and its UML runs as the lab's user too."""
+    addresses, in a network namespace of its own: through it, the proxy serves it (a mirror
+    answers, this host's listener gets a 403), and no listener of this host answers it, at the
+    proxy's address or at the veth's; its UML runs as the lab's user too."""
     env = {**os.environ, "LAB_GUEST": "2"}
     status = subprocess.run([str(LAB), "status"], capture_output=True, text=True, env=env, check=False)
     if status.returncode != 0:
         pytest.fail(f"the second guest is down: run `LAB_GUESTS=2 scripts/lab up` (scripts/test's full run does)\n{status.stdout}{status.stderr}")
+    proxy = f"http://{HOST_LINK}:{PROXY_PORT}"
     with host_listener("0.0.0.0") as (port, asked):
-        urls = f"http://{HOST_LINK}:{port}/x http://{HOST_LINK}:{PROXY_PORT}/"
-        probe = f"for url in {urls}; do curl -sS -o /dev/null --noproxy '*' --max-time 5 $url; echo $?; done"
-        result = subprocess.run([str(LAB), "run", "--", "sh", "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=False)
+        probe = (
+            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' --max-time 60 -x {proxy} https://pypi.org/simple/pyroute2/; "
+            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' --max-time 20 -x {proxy} http://{VETH_HOST}:{port}/secret; "
+            f"for url in http://{HOST_LINK}:{port}/x http://{VETH_HOST}:{port}/x; do curl -sS -o /dev/null --noproxy '*' --max-time 5 $url; echo $?; done"
+        )
+        result = subprocess.run([str(LAB), "run", "--", "sh", "-c", probe], capture_output=True, text=True, env=env, timeout=180, check=False)
     assert asked == [], f"the host's listener was reached from the second guest: {asked}"
-    assert result.stdout.split() == ["7", "7"], result
+    # curl's 7: could not connect, at once (the namespace's filter rejects).
+    assert result.stdout.split() == ["200", "403", "7", "7"], result
     leader = (run_dir / "guest2" / "uml.pid").read_text().strip()
     uid = pwd.getpwnam(LAB_USER).pw_uid
     assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}" in Path(f"/proc/{leader}/status").read_text()
