@@ -33,10 +33,10 @@ def director_netns(netns):
     return netns
 
 
-def checks(netns, collections_path, tmp_path, services, realservers, directors=None):
+def checks(netns, collections_path, tmp_path, services, realservers, directors=None, *extra):
     """Run the role's checks on the DIRECTORS (name: host variables; by default localhost alone),
-    each a local connection in the namespace, with SERVICES as the group's director_services:
-    (exit code, output)."""
+    each a local connection in the namespace, with SERVICES as the group's director_services and
+    EXTRA ansible-playbook arguments: (exit code, output)."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = {
         "all": {
@@ -60,7 +60,7 @@ def checks(netns, collections_path, tmp_path, services, realservers, directors=N
     (tmp_path / "play.yml").write_text(json.dumps(play))
     env = playbook_env(collections_path, tmp_path)
     argv = ["ip", "netns", "exec", netns, str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "inventory.json")]
-    proc = subprocess.run([*argv, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run([*argv, *extra, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -122,3 +122,13 @@ def test_a_keepalived_drain_of_every_real_server_is_refused_before_any_change(di
     assert f"director_services: tcp {VIP}:80: no real server would have a weight above 0" in out, out
     rc, out = checks(director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": {**ha, "director_ha_drained": []}})
     assert rc == 0, out
+
+
+def test_a_keepalived_director_whose_peer_is_limited_out_is_refused(director_netns, collections_path, tmp_path):
+    """The keepalived mode needs each peer's VRRP address, which the peer's own facts give: a play
+    that leaves a director of the group out (--limit) is refused before any change, saying so."""
+    ha = {"director_mode": "keepalived", "director_ha_interface": "d0"}
+    rc, out = checks(director_netns, collections_path, tmp_path, [SEED], {"rs1": {"realserver_address": ON_LINK}}, {"d1": ha, "d2": ha}, "--limit", "d1")
+    assert rc != 0, out
+    assert "director_ha_address: a director of group directors has no known address: it is not in this play" in out, out
+    assert "so --limit none of them out" in out and "failed: [d1] (item=every peer has a VRRP address)" in out, out
