@@ -299,8 +299,12 @@ def test_the_second_guest_reaches_the_proxy_and_nothing_else(run_dir: Path) -> N
     if status.returncode != 0:
         pytest.fail(f"the second guest is down: run `LAB_GUESTS=2 scripts/lab up` (scripts/test's full run does)\n{status.stdout}{status.stderr}")
     proxy = f"http://{HOST_LINK}:{PROXY_PORT}"
+    # Root in the guest routes to the veth's far end through the namespace, as it could; the
+    # guest's no_proxy (link-local addresses) is cleared so that curl asks the proxy.
+    route = f"ip route add {VETH_HOST}/32 via {HOST_LINK}"
     with host_listener("0.0.0.0") as (port, asked):
         probe = (
+            f"trap 'ip route del {VETH_HOST}/32' EXIT; {route}; export no_proxy=; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' --max-time 60 -x {proxy} https://pypi.org/simple/pyroute2/; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' --max-time 20 -x {proxy} http://{VETH_HOST}:{port}/secret; "
             f"for url in http://{HOST_LINK}:{port}/x http://{VETH_HOST}:{port}/x; do curl -sS -o /dev/null --noproxy '*' --max-time 5 $url; echo $?; done"
