@@ -1,5 +1,5 @@
 """The lab exposes its engine only as an owner-only unix socket, reaches out only through its
-proxy, which serves the guest alone, and no lab container publishes a port. What runs in the
+proxy, which serves the guests alone, and no lab container publishes a port. What runs in the
 guest (and so in any lab container: they are privileged) is contained: the guest runs as the
 lab's own unprivileged user, whose own sockets are refused, so root in the guest (which can load
 a kernel module into UML) gets no more than that user; the guest's network reaches this host
